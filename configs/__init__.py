@@ -1,0 +1,1 @@
+"""Experiment configs: `configs/<task>_<data>.py` each define `get_config(arg=None)`."""

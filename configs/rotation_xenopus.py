@@ -1,0 +1,90 @@
+r"""Rotation loss on Xenopus-like embryos (paper section 3.3).
+
+Paper setting (GPU/TPU): ResNet-50, volumes downscaled to 504^3, 7 angle classes from
+-90 to 90 deg, twin slice within 100 of 504 slices.
+  python -m ssl_ct.main --config=configs/rotation_xenopus.py --workdir=/tmp/rot
+
+2-core CPU demo on the embedded synthetic set (a narrow ResNet on 64 px slices):
+  python -m ssl_ct.main --config=configs/rotation_xenopus.py:demo --workdir=/tmp/rot_demo
+
+Args (after the colon): variant=r18|r34|r50|r101|r152, demo, tiny (test-sized).
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg=None):
+  arg = common.parse_arg(arg, variant="r50", demo=False, tiny=False)
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # seeds data order, init and dropout
+
+  config.data = ml_collections.ConfigDict()
+  config.data.path = ""  # folder, glob, volume, or list of them; "" = embedded synthetic set
+  config.data.cache_dir = ""  # where the synthetic set is cached; "" = <workdir>/data
+  config.data.synthetic = ml_collections.ConfigDict()
+  config.data.synthetic.kind = "xenopus"
+  config.data.synthetic.seed = 0  # phantoms are deterministic in it
+  config.data.synthetic.num_volumes = 34  # paper: 34 Xenopus volumes
+  config.data.synthetic.shape = (504, 504, 504)  # voxels (z, y, x)
+  config.data.synthetic.z_jitter = 0.0  # +- fraction of z size between volumes
+  config.data.synthetic.dtype = "float32"  # float32 | uint16
+  config.data.downscale_to = 504  # longest side (voxels) the volumes are read at; 0 = as stored
+  config.data.low_percentile = 0.5  # %, intensity mapped to 0
+  config.data.high_percentile = 99.5  # %, intensity mapped to 1
+  config.data.slice_size = 504  # px, side of the model input
+  config.data.twin_range = 100 / 504  # twin offset bound l, as a fraction of the axis (paper 100 of 504)
+  config.data.angles_deg = tuple(range(-90, 91, 30))  # deg, one class each
+  config.data.batch_size = 32  # pairs per step, over all devices
+  config.data.num_workers = 4  # grain worker processes; 0 = in the main process
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = {"r18": "resnet18", "r34": "resnet34", "r50": "resnet50", "r101": "resnet101", "r152": "resnet152"}[arg.variant]
+  config.model.width = 64  # channels of the first stage
+  config.model.dropout = 0.1  # rate before the feature map (MC dropout); 0 disables
+  config.model.head_hidden = 256  # units of the angle head f_phi
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.name = "rotation_nll"
+  config.loss.kw = ml_collections.ConfigDict({"label_smoothing": 0.0})
+
+  config.opt = ml_collections.ConfigDict()
+  config.opt.name = "adamw"
+  config.opt.lr = 1e-3  # peak learning rate
+  config.opt.weight_decay = 1e-4
+  config.opt.warmup_steps = 500
+  config.opt.grad_clip = 1.0  # global norm; 0 disables
+
+  config.train = ml_collections.ConfigDict()
+  config.train.steps = 20_000
+  config.train.log_every = 50  # steps
+  config.train.checkpoint_every = 1000  # steps
+
+  if arg.demo or arg.tiny:
+    config.data.synthetic.num_volumes = 12
+    config.data.synthetic.shape = (112, 112, 112)
+    config.data.downscale_to = 0
+    config.data.slice_size = 64
+    config.data.batch_size = 32
+    config.data.num_workers = 0
+    config.model.name = "resnet18"
+    config.model.width = 16
+    config.model.head_hidden = 64
+    config.opt.warmup_steps = 100
+    config.train.steps = 1500
+    config.train.log_every = 25
+    config.train.checkpoint_every = 500
+  if arg.tiny:
+    config.data.synthetic.num_volumes = 3
+    config.data.synthetic.shape = (40, 40, 40)
+    config.data.slice_size = 32
+    config.data.batch_size = 8
+    config.model.name = "resnet_tiny"
+    config.model.width = 4
+    config.model.head_hidden = 16
+    config.opt.warmup_steps = 1
+    config.train.steps = 2
+    config.train.log_every = 1
+    config.train.checkpoint_every = 1
+  return config

@@ -1,0 +1,88 @@
+r"""Sorting loss on Medaka-like fish in container tubes (paper sections 3.1-3.2).
+
+Paper setting (GPU/TPU): ResNet-18, batches of k=12 slices from one volume along the
+longest axis, pairwise margin ranking loss with m=0.2, 50 volumes split 3:1.
+  python -m ssl_ct.main --config=configs/sorting_medaka.py --workdir=/tmp/sort
+
+2-core CPU demo on the embedded synthetic set:
+  python -m ssl_ct.main --config=configs/sorting_medaka.py:demo --workdir=/tmp/sort_demo
+
+Args (after the colon): variant=r18|r34|r50|r101|r152, demo, tiny (test-sized).
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg=None):
+  arg = common.parse_arg(arg, variant="r18", demo=False, tiny=False)
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # seeds data order, init and dropout
+
+  config.data = ml_collections.ConfigDict()
+  config.data.path = ""  # folder, glob, volume, or list of them; "" = embedded synthetic set
+  config.data.cache_dir = ""  # where the synthetic set is cached; "" = <workdir>/data
+  config.data.synthetic = ml_collections.ConfigDict()
+  config.data.synthetic.kind = "medaka"
+  config.data.synthetic.seed = 0  # phantoms are deterministic in it
+  config.data.synthetic.num_volumes = 50  # paper: 50 of the 250 Medaka volumes
+  config.data.synthetic.shape = (768, 256, 256)  # voxels (z, y, x); real scans are ~6100x2000x2000
+  config.data.synthetic.z_jitter = 0.05  # +- fraction of z size between volumes
+  config.data.synthetic.dtype = "uint16"  # float32 | uint16
+  config.data.downscale_to = 768  # longest side (voxels) the volumes are read at; 0 = as stored
+  config.data.low_percentile = 0.5  # %, intensity mapped to 0
+  config.data.high_percentile = 99.5  # %, intensity mapped to 1
+  config.data.slice_size = 256  # px, side of the model input
+  config.data.sort_axis = -1  # axis the slices are sorted along; -1 = the longest axis
+  config.data.slices_per_batch = 12  # k, slices from one volume per step
+  config.data.index_distribution = "uniform"  # uniform | gennorm (avoids empty end slices)
+  config.data.gennorm_beta = 4.0  # shape of the generalized Gaussian
+  config.data.gennorm_scale = 0.35  # scale as a fraction of the axis
+  config.data.validation_fraction = 0.25  # volumes held out (paper 3:1 split)
+  config.data.num_workers = 4  # grain worker processes; 0 = in the main process
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = {"r18": "resnet18", "r34": "resnet34", "r50": "resnet50", "r101": "resnet101", "r152": "resnet152"}[arg.variant]
+  config.model.width = 64  # channels of the first stage
+  config.model.dropout = 0.1  # rate before the feature map (MC dropout)
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.name = "pairwise_ranking"
+  config.loss.kw = ml_collections.ConfigDict({"margin": 0.2})
+
+  config.opt = ml_collections.ConfigDict()
+  config.opt.name = "adamw"
+  config.opt.lr = 3e-4  # peak learning rate
+  config.opt.weight_decay = 1e-4
+  config.opt.warmup_steps = 500
+  config.opt.grad_clip = 1.0  # global norm; 0 disables
+
+  config.train = ml_collections.ConfigDict()
+  config.train.steps = 20_000
+  config.train.log_every = 50  # steps
+  config.train.checkpoint_every = 1000  # steps
+
+  if arg.demo or arg.tiny:
+    config.data.synthetic.num_volumes = 12
+    config.data.synthetic.shape = (192, 64, 64)
+    config.data.downscale_to = 0
+    config.data.slice_size = 64
+    config.data.num_workers = 0
+    config.model.width = 16
+    config.opt.lr = 1e-3
+    config.opt.warmup_steps = 100
+    config.train.steps = 1500
+    config.train.log_every = 25
+    config.train.checkpoint_every = 500
+  if arg.tiny:
+    config.data.synthetic.num_volumes = 4
+    config.data.synthetic.shape = (48, 24, 24)
+    config.data.slice_size = 24
+    config.model.name = "resnet_tiny"
+    config.model.width = 4
+    config.opt.warmup_steps = 1
+    config.train.steps = 2
+    config.train.log_every = 1
+    config.train.checkpoint_every = 1
+  return config

@@ -1,0 +1,3 @@
+"""ssl_ct: self-supervised sample localization in 3D tomographic volumes."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,83 @@
+"""Validates a config before any work starts; each problem is one line naming the key and the fix."""
+
+import numbers
+
+from ssl_ct.data import phantoms
+from ssl_ct.errors import InputError
+
+MODEL_NAMES = ("resnet_tiny", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+
+
+def _is_int(v, low=None):
+  return isinstance(v, numbers.Integral) and not isinstance(v, bool) and (low is None or v >= low)
+
+
+def _is_num(v, low=None, high=None):
+  ok = isinstance(v, numbers.Real) and not isinstance(v, bool)
+  return ok and (low is None or v >= low) and (high is None or v <= high)
+
+
+# (dotted key, predicate, what a valid value is). Keys absent from a config are not checked:
+# the rotation and sorting configs have different data sections.
+_RULES = (
+  ("seed", _is_int, "an integer"),
+  ("data.path", lambda v: isinstance(v, (str, list, tuple, dict)), "a path, glob, spec or list of them ('' = synthetic)"),
+  ("data.synthetic.kind", lambda v: v in phantoms.GENERATORS, f"one of {sorted(phantoms.GENERATORS)}"),
+  ("data.synthetic.seed", _is_int, "an integer"),
+  ("data.synthetic.num_volumes", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("data.synthetic.shape", lambda v: len(v) == 3 and all(_is_int(n, 16) for n in v) and v[1] == v[2], "(z, n, n), sizes >= 16"),
+  ("data.synthetic.z_jitter", lambda v: _is_num(v, 0, 0.5), "a fraction in [0, 0.5]"),
+  ("data.synthetic.dtype", lambda v: v in ("float32", "uint16"), "'float32' or 'uint16'"),
+  ("data.downscale_to", lambda v: _is_int(v, 0), "0 (as stored) or a size in voxels"),
+  ("data.low_percentile", lambda v: _is_num(v, 0, 100), "a percentile in [0, 100]"),
+  ("data.high_percentile", lambda v: _is_num(v, 0, 100), "a percentile in [0, 100]"),
+  ("data.slice_size", lambda v: _is_int(v, 8), "an integer >= 8 (pixels)"),
+  ("data.twin_range", lambda v: _is_num(v, 0, 1) and v > 0, "a fraction of the axis in (0, 1]"),
+  ("data.angles_deg", lambda v: len(v) >= 2 and 0 in v and len(set(v)) == len(v), "at least two distinct angles including 0"),
+  ("data.batch_size", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("data.slices_per_batch", lambda v: _is_int(v, 2), "an integer >= 2"),
+  ("data.sort_axis", lambda v: v in (-1, 0, 1, 2), "-1 (longest) or 0, 1, 2"),
+  ("data.index_distribution", lambda v: v in ("uniform", "gennorm"), "'uniform' or 'gennorm'"),
+  ("data.gennorm_beta", lambda v: _is_num(v) and v > 0, "a positive number"),
+  ("data.gennorm_scale", lambda v: _is_num(v) and v > 0, "a positive fraction of the axis"),
+  ("data.validation_fraction", lambda v: _is_num(v, 0, 0.9), "a fraction in [0, 0.9]"),
+  ("data.num_workers", lambda v: _is_int(v, 0), "an integer >= 0"),
+  ("model.name", lambda v: v in MODEL_NAMES, f"one of {', '.join(MODEL_NAMES)}"),
+  ("model.width", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("model.dropout", lambda v: _is_num(v, 0) and v < 1, "a rate in [0, 1)"),
+  ("model.head_hidden", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("opt.name", lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+  ("opt.lr", lambda v: _is_num(v) and v > 0, "a positive number"),
+  ("opt.weight_decay", lambda v: _is_num(v, 0), "a number >= 0"),
+  ("opt.warmup_steps", lambda v: _is_int(v, 0), "an integer >= 0"),
+  ("opt.grad_clip", lambda v: _is_num(v, 0), "a number >= 0 (0 disables)"),
+  ("train.steps", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("train.log_every", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("train.checkpoint_every", lambda v: _is_int(v, 1), "an integer >= 1"),
+)
+
+
+def _lookup(config, dotted):
+  node = config
+  for part in dotted.split("."):
+    if part not in node:
+      return False, None
+    node = node[part]
+  return True, node
+
+
+def validate(config):
+  """Raises InputError on the first invalid value."""
+  for key, predicate, expected in _RULES:
+    present, value = _lookup(config, key)
+    if not present:
+      continue
+    try:
+      ok = predicate(value)
+    except TypeError:
+      ok = False
+    if not ok:
+      raise InputError(f"config value {key}={value!r} is invalid: expected {expected} (set --config.{key}=...)")
+  if config.data.low_percentile >= config.data.high_percentile:
+    raise InputError("config data.low_percentile must be below data.high_percentile")

@@ -1,0 +1,1 @@
+"""Volume I/O, intensity normalization and synthetic CT."""

@@ -1,0 +1,184 @@
+"""Synthetic CT volumes with ground truth: Xenopus-like embryos and Medaka-like fish.
+
+An attenuation map is drawn in 3D, then every axial slice is scanned and reconstructed
+(ssl_ct/data/tomography.py), so volumes carry photon noise, streaks, a circular field of
+view and, on some volumes, rings and cupping. Attenuation is per voxel and scaled with
+the slice size so the total absorption (and noise level) does not depend on resolution.
+
+Shapes: D, H, W = z, y, x sizes (H == W: axial slices are square).
+"""
+
+import dataclasses
+
+import numpy as np
+import scipy.ndimage
+import scipy.spatial
+
+from ssl_ct.data import tomography
+
+MEDIUM_MU_128 = 0.012  # medium attenuation per voxel at a 128-voxel slice
+
+
+@dataclasses.dataclass
+class Phantom:
+  mu_DxHxW: np.ndarray  # attenuation map (per voxel)
+  mask_DxHxW: np.ndarray  # bool, the sample (never the container)
+  labels_DxHxW: np.ndarray  # uint8 label map, names in `label_names`
+  label_names: dict
+
+
+def smooth_noise(shape, scale, rng):
+  """Unit-std smooth random field with features about `scale` voxels across."""
+  coarse = tuple(max(2, int(np.ceil(n / scale)) + 3) for n in shape)
+  field = scipy.ndimage.gaussian_filter(rng.standard_normal(coarse), 0.7)
+  field = scipy.ndimage.zoom(field, [(n + 2 * scale) / c for n, c in zip(shape, coarse)], order=1)
+  field = field[tuple(slice(int(scale), int(scale) + n) for n in shape)]
+  return (field - field.mean()) / (field.std() + 1e-8)
+
+
+def random_rotation(rng, max_tilt_deg=180.0):
+  """Rotation matrix: random spin about z, then a tilt of at most max_tilt_deg about a random horizontal axis."""
+  spin = rng.uniform(0, 2 * np.pi)
+  tilt = np.deg2rad(rng.uniform(-max_tilt_deg, max_tilt_deg))
+  axis_angle = rng.uniform(0, 2 * np.pi)
+  rz = np.array([[1, 0, 0], [0, np.cos(spin), -np.sin(spin)], [0, np.sin(spin), np.cos(spin)]])
+  horizontal = np.array([0.0, np.cos(axis_angle), np.sin(axis_angle)])
+  k = np.array([[0, -horizontal[2], horizontal[1]], [horizontal[2], 0, -horizontal[0]], [-horizontal[1], horizontal[0], 0]])
+  rt = np.eye(3) + np.sin(tilt) * k + (1 - np.cos(tilt)) * k @ k
+  return rt @ rz
+
+
+def local_coords(shape, center, rotation):
+  """Voxel coordinates in a frame centred at `center`, axes = columns of `rotation`; (3, D, H, W)."""
+  grid = np.indices(shape, dtype=np.float32).reshape(3, -1) - np.asarray(center, np.float32)[:, None]
+  return (rotation.T.astype(np.float32) @ grid).reshape(3, *shape)
+
+
+def cell_texture(points_Px3, coords_3xM, membrane_width, rng):
+  """Worley-style cells: (membrane strength, per-cell value) at each coordinate."""
+  tree = scipy.spatial.cKDTree(points_Px3)
+  dist_Mx2, idx_Mx2 = tree.query(coords_3xM.T, k=2)
+  membrane = np.exp(-(((dist_Mx2[:, 1] - dist_Mx2[:, 0]) / membrane_width) ** 2))
+  cell_value = rng.uniform(-1, 1, len(points_Px3))[idx_Mx2[:, 0]]
+  return membrane.astype(np.float32), cell_value.astype(np.float32)
+
+
+def xenopus(shape, rng):
+  """Embryo: lumpy ellipsoid with cellular texture and a blastocoel-like cavity, in medium."""
+  d, h, w = shape
+  mu_medium = MEDIUM_MU_128 * 128 / h
+  # Bounding box 10-40% of the volume; the radius also keeps it inside the circular field of view.
+  side = rng.uniform(0.10, 0.40) ** (1 / 3)
+  radii = 0.5 * side * np.array([d, h, w]) * rng.uniform(0.85, 1.0, 3)
+  radii = np.minimum(radii, 0.33 * h)
+  rotation = random_rotation(rng)
+  reach = np.abs(rotation) @ radii * 1.1  # extent of the rotated ellipsoid per axis
+  shrink = min(1.0, *(np.array([0.46 * d, 0.33 * h, 0.33 * w]) / reach))  # fit the volume and field of view
+  radii, reach = radii * shrink, reach * shrink
+  fov_room = 0.47 * h - np.hypot(reach[1], reach[2]) / np.sqrt(2)
+  center = np.array([rng.uniform(reach[0] + 2, d - reach[0] - 2), h / 2, w / 2])
+  center[1:] += rng.uniform(-1, 1, 2) * max(fov_room, 0) / np.sqrt(2)
+  local = local_coords(shape, center, rotation)
+  shape_field = sum((local[i] / radii[i]) ** 2 for i in range(3))
+  lumps = smooth_noise(shape, max(4, radii.min() / 2), rng)
+  embryo = shape_field + 0.12 * lumps <= 1.0
+  cavity_center = np.array([0.35 * radii[0], 0.0, 0.0]) * rng.choice([-1, 1])
+  cavity = sum(((local[i] - cavity_center[i]) / (0.45 * radii[i])) ** 2 for i in range(3)) <= 1.0
+  cavity &= embryo
+  coords = np.argwhere(embryo).T.astype(np.float32)
+  cell_size = max(3.0, 0.045 * h)
+  num_cells = int(embryo.sum() / cell_size**3) + 4
+  points = coords[:, rng.choice(coords.shape[1], num_cells, replace=False)].T + rng.uniform(-0.5, 0.5, (num_cells, 3))
+  membrane, cell_value = cell_texture(points, coords, 0.6, rng)
+  mu = mu_medium * (1 + 0.03 * smooth_noise(shape, h / 3, rng))
+  contrast = rng.uniform(0.15, 0.35)
+  tissue = mu_medium * (1 + contrast * (1 + 0.25 * cell_value + 0.6 * membrane))
+  mu[tuple(coords.astype(int))] = tissue
+  mu[cavity] = mu_medium * (1 + 0.08 * contrast)
+  _add_debris(mu, embryo, rng, mu_medium)
+  labels = embryo.astype(np.uint8) + cavity.astype(np.uint8)
+  return Phantom(mu, embryo, labels, {"0": "background", "1": "tissue", "2": "cavity"})
+
+
+def _add_debris(mu, sample, rng, mu_medium):
+  """A few small bright particles and air bubbles in the medium, outside the sample."""
+  d, h, w = mu.shape
+  grid = np.indices(mu.shape, dtype=np.float32)
+  for _ in range(rng.integers(2, 7)):
+    r = rng.uniform(1.0, 0.025 * h + 1.0)
+    angle, radius = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.42 * h)
+    c = (rng.uniform(r, d - r), h / 2 + radius * np.sin(angle), w / 2 + radius * np.cos(angle))
+    blob = sum((grid[i] - c[i]) ** 2 for i in range(3)) <= r**2
+    blob &= ~scipy.ndimage.binary_dilation(sample, iterations=2)
+    mu[blob] = mu_medium * rng.choice([0.1, rng.uniform(1.6, 2.5)])
+
+
+def _fish_geometry(length, body_radius, u, v, w):
+  """Boolean parts of a fish in its frame: u along the body (0 = snout), v lateral, w dorsal."""
+  s = u / length
+  taper = np.clip(1.0 - ((s - 0.3) / 0.7).clip(0) ** 0.8, 0.12, 1.0)
+  head = ((s - 0.12) / 0.13) ** 2 + (v / body_radius) ** 2 + (w / (0.9 * body_radius)) ** 2 <= 1.0
+  body = (s >= 0.1) & (s <= 0.82) & ((v / (0.8 * body_radius * taper)) ** 2 + (w / (body_radius * taper)) ** 2 <= 1.0)
+  eye_r = 0.38 * body_radius
+  eyes = np.zeros_like(head)
+  for side in (-1, 1):
+    eyes |= ((u - 0.09 * length) ** 2 + (v - side * 0.85 * body_radius) ** 2 + (w - 0.2 * body_radius) ** 2) <= eye_r**2
+  optic = ((s - 0.17) / 0.05) ** 2 + (v / (0.55 * body_radius)) ** 2 + ((w - 0.35 * body_radius) / (0.35 * body_radius)) ** 2 <= 1.0
+  spine = (s >= 0.16) & (s <= 0.9) & (v**2 + (w - 0.25 * body_radius * taper) ** 2 <= max(0.8, 0.12 * body_radius) ** 2)
+  fin_height = body_radius * (0.5 + 1.2 * ((s - 0.82) / 0.18).clip(0, 1))
+  tail = (s > 0.78) & (s <= 1.0) & (np.abs(v) <= 0.9) & (np.abs(w) <= fin_height)
+  fins = (s > 0.45) & (s <= 0.8) & (np.abs(v) <= 0.8) & (np.abs(w) <= body_radius * taper + 0.35 * body_radius)
+  return {"head": head, "body": body, "eyes": eyes, "optic": optic, "spine": spine, "tail": tail, "fins": fins}
+
+
+def medaka(shape, rng):
+  """Elongated fish (head, eyes, spine, faint tail and fins) in a bright container tube."""
+  d, h, w = shape
+  mu_medium = MEDIUM_MU_128 * 128 / h
+  tube_center = np.array([h / 2, w / 2]) + rng.uniform(-0.03, 0.03, 2) * h
+  tube_inner = 0.36 * h
+  wall = max(1.5, 0.035 * h)
+  yy, xx = np.indices((h, w), dtype=np.float32)
+  radius_yx = np.hypot(yy - tube_center[0], xx - tube_center[1])
+  mu = np.zeros(shape, np.float32)
+  inside = radius_yx < tube_inner
+  mu[:, inside] = mu_medium
+  mu[:, (radius_yx >= tube_inner) & (radius_yx < tube_inner + wall)] = mu_medium * rng.uniform(3.0, 4.0)
+  length = rng.uniform(0.55, 0.8) * d
+  body_radius = rng.uniform(0.16, 0.2) * h
+  rotation = random_rotation(rng, max_tilt_deg=np.degrees(np.arctan(0.25 * h / length)))
+  if rng.random() < 0.5:  # head up or down: volumes are not aligned
+    rotation = rotation @ np.diag([-1.0, 1.0, -1.0])
+  axis = rotation[:, 0]
+  room = tube_inner - 1.6 * body_radius - 0.5 * length * np.hypot(axis[1], axis[2])
+  offset = rng.uniform(-1, 1, 2) * max(room, 0) / np.sqrt(2)
+  center = np.array([rng.uniform(0.5 * length * abs(axis[0]) + 2, d - 0.5 * length * abs(axis[0]) - 2), *(tube_center + offset)])
+  snout = center - 0.5 * length * axis
+  u, v, wd = local_coords(shape, snout, rotation)
+  parts = _fish_geometry(length, body_radius, u, v, wd)
+  texture = smooth_noise(shape, max(2.0, 0.05 * h), rng)
+  soft = parts["head"] | parts["body"]
+  mu[soft] = mu_medium * (1.35 + 0.08 * texture[soft])
+  mu[(parts["tail"] | parts["fins"]) & ~soft] = mu_medium * rng.uniform(1.12, 1.2)
+  mu[parts["optic"]] = mu_medium * 1.5
+  mu[parts["spine"]] = mu_medium * 2.2
+  mu[parts["eyes"]] = mu_medium * 2.0
+  mask = soft | parts["tail"] | parts["fins"] | parts["eyes"] | parts["spine"]
+  mask &= inside[None]
+  visual = (parts["eyes"] | parts["optic"]) & mask
+  return Phantom(mu, mask, visual.astype(np.uint8), {"0": "background", "1": "visual_system"})
+
+
+GENERATORS = {"xenopus": xenopus, "medaka": medaka}
+
+
+def synthesize(kind, shape, seed, index):
+  """One reconstructed volume and its phantom; deterministic in (kind, shape, seed, index)."""
+  rng = np.random.default_rng([seed, index, len(kind)])
+  phantom = GENERATORS[kind](tuple(shape), rng)
+  artifacts = {
+    "ring_strength": rng.choice([0.0, rng.uniform(0.004, 0.012)]),
+    "beam_hardening": rng.choice([0.0, rng.uniform(0.03, 0.08)]),
+  }
+  recon = tomography.scan(phantom.mu_DxHxW, rng, num_angles=shape[1], **artifacts)
+  return recon.astype(np.float32), phantom, {k: float(v) for k, v in artifacts.items()}

@@ -1,0 +1,88 @@
+"""Writes a synthetic CT set (volumes, masks, labels, truth.json) and caches it by its parameters.
+
+Layout of a set folder:
+  <name>.zarr                  reconstructed volume (zarr v3)
+  truth/<name>_mask.zarr       uint8 sample mask (container excluded)
+  truth/<name>_labels.zarr     uint8 labels (medaka: 1 = visual system)
+  truth.json                   boxes and paths, see ssl_ct/data/truth.py
+  phantoms.json                the parameters that made the set
+"""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import tqdm
+
+from ssl_ct.data import phantoms, truth, zarr_writer
+from ssl_ct.errors import InputError
+
+_SET_FILE = "phantoms.json"
+
+
+def volume_shapes(kind, shape, num_volumes, z_jitter, seed):
+  """Per-volume shapes: the z size varies by up to +-z_jitter (fraction), as in real scan series."""
+  rng = np.random.default_rng([seed, 7])
+  jitter = rng.uniform(-z_jitter, z_jitter, num_volumes)
+  return [(int(round(shape[0] * (1 + j))), shape[1], shape[2]) for j in jitter]
+
+
+def _to_dtype(recon, dtype):
+  """uint16 stores a fixed linear map of attenuation (recorded in the attributes)."""
+  if dtype == "float32":
+    return recon.astype(np.float32), {}
+  scale, offset = 2.0e6, 1000.0
+  return np.clip(recon * scale + offset, 0, 65535).astype(np.uint16), {"mu_scale": scale, "mu_offset": offset}
+
+
+def write_set(out_dir, *, kind, num_volumes, shape, seed, z_jitter=0.0, dtype="float32", overwrite=False, progress=True):
+  """Synthesizes `num_volumes` volumes into `out_dir` (atomically, as one folder)."""
+  if kind not in phantoms.GENERATORS:
+    raise InputError(f"unknown phantom kind {kind!r}; choose one of {sorted(phantoms.GENERATORS)}")
+  if num_volumes < 1:
+    raise InputError(f"number of volumes must be >= 1, got {num_volumes}")
+  if len(shape) != 3 or shape[1] != shape[2] or min(shape) < 16:
+    raise InputError(f"synthetic shape must be (z, n, n) with n >= 16 (square axial slices), got {tuple(shape)}")
+  if dtype not in ("float32", "uint16"):
+    raise InputError(f"synthetic dtype must be 'float32' or 'uint16', got {dtype!r}")
+  params = {"kind": kind, "num_volumes": num_volumes, "shape": list(shape), "seed": seed, "z_jitter": z_jitter, "dtype": dtype}
+  entries = {}
+  with zarr_writer.atomic_output(out_dir, overwrite) as tmp:
+    os.makedirs(os.path.join(tmp, "truth"))
+    shapes = volume_shapes(kind, shape, num_volumes, z_jitter, seed)
+    for index in tqdm.tqdm(range(num_volumes), desc=f"synthesize {kind}", disable=not progress, unit="vol"):
+      name = f"{kind}_{index:03d}"
+      recon, phantom, artifacts = phantoms.synthesize(kind, shapes[index], seed, index)
+      data, scaling = _to_dtype(recon, dtype)
+      attrs = {"ssl_ct": {"synthetic": params, "index": index, "artifacts": artifacts, **scaling}}
+      zarr_writer.write_zarr3(data, os.path.join(tmp, f"{name}.zarr"), attributes=attrs)
+      zarr_writer.write_zarr3(phantom.mask_DxHxW.astype(np.uint8), os.path.join(tmp, "truth", f"{name}_mask.zarr"))
+      zarr_writer.write_zarr3(phantom.labels_DxHxW, os.path.join(tmp, "truth", f"{name}_labels.zarr"))
+      entries[name] = {
+        "box": truth.box_of_mask(phantom.mask_DxHxW),
+        "mask": f"truth/{name}_mask.zarr",
+        "labels": f"truth/{name}_labels.zarr",
+        "label_names": phantom.label_names,
+        "shape": list(shapes[index]),
+      }
+    truth.write_truth(tmp, entries)
+    with open(os.path.join(tmp, _SET_FILE), "w") as f:
+      json.dump(params, f, indent=1)
+  return out_dir
+
+
+def set_folder_name(kind, num_volumes, shape, seed, z_jitter, dtype):
+  """Cache key: a folder name that changes whenever a parameter changes."""
+  params = json.dumps([kind, num_volumes, list(shape), seed, z_jitter, dtype])
+  return f"{kind}-{hashlib.sha1(params.encode()).hexdigest()[:10]}"
+
+
+def cached_set(cache_dir, *, kind, num_volumes, shape, seed, z_jitter=0.0, dtype="float32", progress=True):
+  """Path of the set in `cache_dir`, synthesizing it only when it is not there yet."""
+  out_dir = os.path.join(cache_dir, set_folder_name(kind, num_volumes, shape, seed, z_jitter, dtype))
+  if os.path.exists(os.path.join(out_dir, _SET_FILE)):
+    return out_dir
+  return write_set(
+    out_dir, kind=kind, num_volumes=num_volumes, shape=shape, seed=seed, z_jitter=z_jitter, dtype=dtype, progress=progress
+  )

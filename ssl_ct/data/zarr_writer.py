@@ -1,0 +1,107 @@
+"""Writes volumes as chunked, compressed zarr v3 through tensorstore, atomically.
+
+Layout (measured by experiments/bench_io.py): 128^3 shards of 32^3 inner chunks, blosc-lz4
+with bit shuffle. A slice along any axis then decodes 32 planes' worth of small chunks
+instead of 64 or a whole volume (plane chunks), and lz4 decodes several times faster than
+zstd for a few percent more bytes. Shards keep the file count low on parallel filesystems.
+"""
+
+import contextlib
+import os
+import shutil
+import uuid
+
+import numpy as np
+import tensorstore as ts
+import tqdm
+
+from ssl_ct.data.volume import ArrayVolume, Volume
+from ssl_ct.errors import InputError
+
+INNER_CHUNK = 32  # voxels per side of one compressed chunk
+SHARD = 128  # voxels per side of one shard file (a multiple of INNER_CHUNK)
+
+
+def _codecs(dtype, inner_shape_DxHxW):
+  blosc = {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "typesize": dtype.itemsize, "blocksize": 0}}
+  inner = [{"name": "bytes", "configuration": {"endian": "little"}}, blosc]
+  index = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
+  sharding = {"chunk_shape": list(inner_shape_DxHxW), "codecs": inner, "index_codecs": index}
+  return [{"name": "sharding_indexed", "configuration": sharding}]
+
+
+def zarr3_spec(path, shape, dtype, *, attributes=None, inner_chunk=INNER_CHUNK, shard=SHARD):
+  """tensorstore spec creating a sharded zarr v3 array at `path`."""
+  dtype = np.dtype(dtype)
+  inner = [min(inner_chunk, n) for n in shape]
+  outer = [min(shard // c * c, -(-n // c) * c) for c, n in zip(inner, shape)]
+  metadata = {
+    "shape": list(shape),
+    "data_type": dtype.name,
+    "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": outer}},
+    "codecs": _codecs(dtype, inner),
+    "fill_value": 0,
+    "dimension_names": ["z", "y", "x"],
+    "attributes": attributes or {},
+  }
+  return {"driver": "zarr3", "kvstore": {"driver": "file", "path": os.path.abspath(path)}, "metadata": metadata, "create": True}
+
+
+def check_writable(out_path, overwrite):
+  """Fails before any work when the output exists and overwriting was not asked for."""
+  if os.path.exists(out_path) and not overwrite:
+    raise InputError(f"{out_path} already exists; choose another output path or pass --overwrite")
+
+
+@contextlib.contextmanager
+def atomic_output(out_path, overwrite=False):
+  """Yields a temporary sibling path that replaces `out_path` only if the block succeeds."""
+  check_writable(out_path, overwrite)
+  parent = os.path.dirname(os.path.abspath(out_path))
+  os.makedirs(parent, exist_ok=True)
+  tmp = os.path.join(parent, f".{os.path.basename(out_path)}.partial-{uuid.uuid4().hex[:8]}")
+  try:
+    yield tmp
+    if os.path.exists(out_path):
+      trash = f"{tmp}.old"
+      os.rename(out_path, trash)
+      os.rename(tmp, out_path)
+      _remove(trash)
+    else:
+      os.rename(tmp, out_path)
+  finally:
+    _remove(tmp)
+
+
+def _remove(path):
+  if os.path.isdir(path):
+    shutil.rmtree(path, ignore_errors=True)
+  elif os.path.exists(path):
+    os.remove(path)
+
+
+def write_zarr3(source, out_path, *, overwrite=False, attributes=None, progress=False, box=None):
+  """Streams a Volume or array (optionally only `box` = (start, stop)) into a new zarr v3.
+
+  Returns the number of bytes the written store occupies on disk.
+  """
+  volume = source if isinstance(source, Volume) else ArrayVolume(np.asarray(source), name=os.path.basename(out_path))
+  start, stop = box if box is not None else ((0, 0, 0), volume.shape)
+  shape = tuple(b - a for a, b in zip(start, stop))
+  with atomic_output(out_path, overwrite) as tmp:
+    store = ts.open(zarr3_spec(tmp, shape, volume.dtype, attributes=attributes)).result()
+    rows = store.chunk_layout.write_chunk.shape[0]
+    slabs = list(range(0, shape[0], rows))
+    for z0 in tqdm.tqdm(slabs, desc=f"write {os.path.basename(out_path)}", disable=not progress, unit="slab"):
+      z1 = min(z0 + rows, shape[0])
+      data = volume.read((start[0] + z0, start[1], start[2]), (start[0] + z1, stop[1], stop[2]))
+      store[z0:z1].write(data).result()
+    nbytes = directory_bytes(tmp)
+  return nbytes
+
+
+def directory_bytes(path):
+  """Bytes used by the files under `path` (or the file itself)."""
+  if os.path.isfile(path):
+    return os.path.getsize(path)
+  return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
