@@ -43,7 +43,9 @@ def get_config(arg=None):
   config.data.num_workers = 4  # grain worker processes; 0 = in the main process
 
   config.model = ml_collections.ConfigDict()
-  config.model.name = {"r18": "resnet18", "r34": "resnet34", "r50": "resnet50", "r101": "resnet101", "r152": "resnet152"}[arg.variant]
+  config.model.name = {"r18": "resnet18", "r34": "resnet34", "r50": "resnet50", "r101": "resnet101", "r152": "resnet152"}[
+    arg.variant
+  ]
   config.model.width = 64  # channels of the first stage
   config.model.dropout = 0.1  # rate before the feature map (MC dropout)
 

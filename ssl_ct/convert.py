@@ -36,8 +36,12 @@ def main(argv=None):
   parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
   parser.add_argument("--quiet", action="store_true", help="no progress bar")
   args = parser.parse_args(argv)
-  volume, in_bytes, out_bytes = exit_on_input_error(convert, args.input, args.output, overwrite=args.overwrite, progress=not args.quiet)
-  print(f"{volume.name}: {volume.shape} {volume.dtype} -> {args.output} ({in_bytes / 2**20:.1f} MiB -> {out_bytes / 2**20:.1f} MiB)")
+  volume, in_bytes, out_bytes = exit_on_input_error(
+    convert, args.input, args.output, overwrite=args.overwrite, progress=not args.quiet
+  )
+  print(
+    f"{volume.name}: {volume.shape} {volume.dtype} -> {args.output} ({in_bytes / 2**20:.1f} MiB -> {out_bytes / 2**20:.1f} MiB)"
+  )
 
 
 if __name__ == "__main__":

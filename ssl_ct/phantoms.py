@@ -36,8 +36,15 @@ def main(argv=None):
   parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
   args = parser.parse_args(argv)
   out = exit_on_input_error(
-    synthetic.write_set, args.output, kind=args.kind, num_volumes=args.num, shape=args.shape, seed=args.seed,
-    z_jitter=args.z_jitter, dtype=args.dtype, overwrite=args.overwrite,
+    synthetic.write_set,
+    args.output,
+    kind=args.kind,
+    num_volumes=args.num,
+    shape=args.shape,
+    seed=args.seed,
+    z_jitter=args.z_jitter,
+    dtype=args.dtype,
+    overwrite=args.overwrite,
   )
   print(f"wrote {args.num} {args.kind} volumes with truth.json to {out}")
   if args.preview:

@@ -4,7 +4,6 @@ import os
 
 import matplotlib.patches
 import matplotlib.pyplot as plt
-import numpy as np
 
 from ssl_ct.data import intensity, sources, truth
 

@@ -122,9 +122,16 @@ def tiff_files_in(folder):
   return sorted(names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)])
 
 
+def _read_hdf5(path):
+  try:
+    return h5py.File(path, "r")
+  except OSError as e:
+    raise InputError(f"{path}: cannot open as HDF5 ({str(e).splitlines()[0][:200]}); check that the file is complete") from e
+
+
 def _hdf5_dataset(path):
   """The 3D dataset of a NeXus (NXdata signal), DXchange (/exchange/data) or single-dataset file."""
-  with h5py.File(path, "r") as f:
+  with _read_hdf5(path) as f:
     if "exchange/data" in f:
       return "/exchange/data"
     candidates = []
@@ -235,7 +242,9 @@ def open_volume(spec, name=None):
     return TiffStackVolume(path, name)
   if kind == "zarr":
     driver, array_path = _zarr_kind(path)
-    return TensorstoreVolume(json.dumps({"driver": driver, "kvstore": {"driver": "file", "path": os.path.abspath(array_path)}}), name)
+    return TensorstoreVolume(
+      json.dumps({"driver": driver, "kvstore": {"driver": "file", "path": os.path.abspath(array_path)}}), name
+    )
   if kind == "url":
     return TensorstoreVolume(json.dumps(_url_spec(path)), name)
   if kind == "tensorstore-json":

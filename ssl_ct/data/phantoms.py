@@ -67,21 +67,21 @@ def xenopus(shape, rng):
   """Embryo: lumpy ellipsoid with cellular texture and a blastocoel-like cavity, in medium."""
   d, h, w = shape
   mu_medium = MEDIUM_MU_128 * 128 / h
-  # Bounding box 10-40% of the volume; the radius also keeps it inside the circular field of view.
-  side = rng.uniform(0.10, 0.40) ** (1 / 3)
-  radii = 0.5 * side * np.array([d, h, w]) * rng.uniform(0.85, 1.0, 3)
-  radii = np.minimum(radii, 0.33 * h)
+  # The box is drawn to fill 10-40% of the volume; the circular field of view caps the largest.
+  target_fraction = rng.uniform(0.10, 0.40)
+  aspect = rng.uniform(0.8, 1.0, 3)
   rotation = random_rotation(rng)
-  reach = np.abs(rotation) @ radii * 1.1  # extent of the rotated ellipsoid per axis
-  shrink = min(1.0, *(np.array([0.46 * d, 0.33 * h, 0.33 * w]) / reach))  # fit the volume and field of view
-  radii, reach = radii * shrink, reach * shrink
-  fov_room = 0.47 * h - np.hypot(reach[1], reach[2]) / np.sqrt(2)
-  center = np.array([rng.uniform(reach[0] + 2, d - reach[0] - 2), h / 2, w / 2])
-  center[1:] += rng.uniform(-1, 1, 2) * max(fov_room, 0) / np.sqrt(2)
+  unit_reach = np.sqrt(rotation**2 @ aspect**2) * 1.04  # half-extent per axis of the rotated, lumpy ellipsoid
+  scale = (target_fraction * d * h * w / np.prod(2 * unit_reach)) ** (1 / 3)
+  scale = min(scale, 0.47 * d / unit_reach[0], 0.47 * h / np.hypot(unit_reach[1], unit_reach[2]))
+  radii, reach = aspect * scale, unit_reach * scale
+  fov_room = max(0.0, 0.48 * h - np.hypot(reach[1], reach[2]))
+  angle, offset = rng.uniform(0, 2 * np.pi), fov_room * np.sqrt(rng.uniform())
+  center = np.array([rng.uniform(reach[0] + 1, d - reach[0] - 1), h / 2 + offset * np.sin(angle), w / 2 + offset * np.cos(angle)])
   local = local_coords(shape, center, rotation)
   shape_field = sum((local[i] / radii[i]) ** 2 for i in range(3))
   lumps = smooth_noise(shape, max(4, radii.min() / 2), rng)
-  embryo = shape_field + 0.12 * lumps <= 1.0
+  embryo = shape_field + 0.1 * lumps <= 1.0
   cavity_center = np.array([0.35 * radii[0], 0.0, 0.0]) * rng.choice([-1, 1])
   cavity = sum(((local[i] - cavity_center[i]) / (0.45 * radii[i])) ** 2 for i in range(3)) <= 1.0
   cavity &= embryo
@@ -123,7 +123,9 @@ def _fish_geometry(length, body_radius, u, v, w):
   eyes = np.zeros_like(head)
   for side in (-1, 1):
     eyes |= ((u - 0.09 * length) ** 2 + (v - side * 0.85 * body_radius) ** 2 + (w - 0.2 * body_radius) ** 2) <= eye_r**2
-  optic = ((s - 0.17) / 0.05) ** 2 + (v / (0.55 * body_radius)) ** 2 + ((w - 0.35 * body_radius) / (0.35 * body_radius)) ** 2 <= 1.0
+  optic = ((s - 0.17) / 0.05) ** 2 + (v / (0.55 * body_radius)) ** 2 + (
+    (w - 0.35 * body_radius) / (0.35 * body_radius)
+  ) ** 2 <= 1.0
   spine = (s >= 0.16) & (s <= 0.9) & (v**2 + (w - 0.25 * body_radius * taper) ** 2 <= max(0.8, 0.12 * body_radius) ** 2)
   fin_height = body_radius * (0.5 + 1.2 * ((s - 0.82) / 0.18).clip(0, 1))
   tail = (s > 0.78) & (s <= 1.0) & (np.abs(v) <= 0.9) & (np.abs(w) <= fin_height)

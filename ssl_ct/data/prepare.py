@@ -22,8 +22,14 @@ def data_root(data_config, workdir, progress=True):
   syn = data_config.synthetic
   cache_dir = data_config.cache_dir or os.path.join(workdir, "data")
   return synthetic.cached_set(
-    cache_dir, kind=syn.kind, num_volumes=syn.num_volumes, shape=tuple(syn.shape), seed=syn.seed,
-    z_jitter=syn.z_jitter, dtype=syn.dtype, progress=progress,
+    cache_dir,
+    kind=syn.kind,
+    num_volumes=syn.num_volumes,
+    shape=tuple(syn.shape),
+    seed=syn.seed,
+    z_jitter=syn.z_jitter,
+    dtype=syn.dtype,
+    progress=progress,
   )
 
 
@@ -46,8 +52,18 @@ def load_dataset(data_config, workdir, progress=True):
   volumes = sources.open_volumes(root)
   ranges = {}
   for v in volumes:
-    ranges[v.name] = intensity.intensity_range(v, low_percentile=data_config.low_percentile, high_percentile=data_config.high_percentile)
+    ranges[v.name] = intensity.intensity_range(
+      v, low_percentile=data_config.low_percentile, high_percentile=data_config.high_percentile
+    )
   gt, folder = _truth_for(root, volumes)
   for v in volumes:
-    logging.info("%-28s %-12s %-18s %-8s range [%.4g, %.4g]%s", v.name, v.format_name, v.shape, v.dtype, *ranges[v.name], "  (truth)" if v.name in gt else "")
+    logging.info(
+      "%-28s %-12s %-18s %-8s range [%.4g, %.4g]%s",
+      v.name,
+      v.format_name,
+      v.shape,
+      v.dtype,
+      *ranges[v.name],
+      "  (truth)" if v.name in gt else "",
+    )
   return Dataset(volumes=volumes, ranges=ranges, truth=gt, root=folder)

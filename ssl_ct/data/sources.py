@@ -23,7 +23,9 @@ def _folder_entries(folder):
     path = os.path.join(folder, name)
     (entries if formats.detect_format(path) else skipped).append(path)
   if skipped:
-    logging.warning("%s: skipped %d entries that are not volumes: %s", folder, len(skipped), ", ".join(map(os.path.basename, skipped[:5])))
+    logging.warning(
+      "%s: skipped %d entries that are not volumes: %s", folder, len(skipped), ", ".join(map(os.path.basename, skipped[:5]))
+    )
   return entries
 
 

@@ -63,9 +63,7 @@ class Volume(abc.ABC):
     if min(self.shape) == 0:
       raise InputError(f"{self.source}: volume is empty (shape {self.shape}); point to a non-empty volume")
     if self.dtype.name not in SUPPORTED_DTYPES:
-      raise InputError(
-        f"{self.source}: unsupported dtype {self.dtype}; convert to one of {', '.join(SUPPORTED_DTYPES)}"
-      )
+      raise InputError(f"{self.source}: unsupported dtype {self.dtype}; convert to one of {', '.join(SUPPORTED_DTYPES)}")
 
   # Backend interface.
   @abc.abstractmethod

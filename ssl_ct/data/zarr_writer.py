@@ -23,7 +23,10 @@ SHARD = 128  # voxels per side of one shard file (a multiple of INNER_CHUNK)
 
 
 def _codecs(dtype, inner_shape_DxHxW):
-  blosc = {"name": "blosc", "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "typesize": dtype.itemsize, "blocksize": 0}}
+  blosc = {
+    "name": "blosc",
+    "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "typesize": dtype.itemsize, "blocksize": 0},
+  }
   inner = [{"name": "bytes", "configuration": {"endian": "little"}}, blosc]
   index = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
   sharding = {"chunk_shape": list(inner_shape_DxHxW), "codecs": inner, "index_codecs": index}
