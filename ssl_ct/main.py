@@ -44,6 +44,7 @@ def run(config, workdir, mode, overwrite=False):
   dataset = prepare.load_dataset(config.data, workdir)
   logging.info("%d volumes ready from %s", len(dataset.volumes), dataset.root or config.data.path)
   print(f"prepared {len(dataset.volumes)} volumes ({len(dataset.truth)} with ground truth); config in {workdir}/config.json")
+  print("training, localization and cropping are not implemented yet (issues #3, #4): stopping after data preparation")
   return dataset
 
 
