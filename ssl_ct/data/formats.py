@@ -18,8 +18,17 @@ from ssl_ct.errors import InputError
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5", ".cxi")
 TIFF_SUFFIXES = (".tif", ".tiff")
 _URL_PREFIXES = ("gs://", "s3://", "http://", "https://", "file://", "memory://")
-# Bounded decoded-chunk cache: slices along y and x revisit the same chunks.
-_TS_CONTEXT = {"cache_pool": {"total_bytes_limit": 512 * 2**20}}
+# One bounded decoded-chunk cache per process, shared by all volumes: slices along y and x
+# revisit the same chunks. Created on first use (contexts do not pickle into workers).
+_TS_CACHE_BYTES = 512 * 2**20
+_ts_context = None
+
+
+def _shared_context():
+  global _ts_context
+  if _ts_context is None:
+    _ts_context = ts.Context({"cache_pool": {"total_bytes_limit": _TS_CACHE_BYTES}})
+  return _ts_context
 
 
 def volume_name(path):
@@ -106,7 +115,7 @@ class TensorstoreVolume(Volume):
   def _open(self):
     spec = json.loads(self.source)
     try:
-      return ts.open(spec, read=True, context=ts.Context(_TS_CONTEXT)).result()
+      return ts.open(spec, read=True, context=_shared_context()).result()
     except ValueError as e:
       raise InputError(f"cannot open tensorstore spec {self.source}: {str(e).splitlines()[0][:200]}") from e
 
