@@ -46,6 +46,7 @@ def get_config(arg=None):
   config.model.width = 64  # channels of the first stage
   config.model.dropout = 0.1  # rate before the feature map (MC dropout); 0 disables
   config.model.head_hidden = 256  # units of the angle head f_phi
+  config.model.small_stem = False  # True: 3x3 stride-2 stem without max-pool, for small slices
 
   config.loss = ml_collections.ConfigDict()
   config.loss.name = "rotation_nll"
@@ -72,6 +73,7 @@ def get_config(arg=None):
     config.data.num_workers = 0
     config.model.name = "resnet18"
     config.model.width = 16
+    config.model.small_stem = True
     config.model.head_hidden = 64
     config.opt.warmup_steps = 100
     config.train.steps = 1500

@@ -48,6 +48,7 @@ def get_config(arg=None):
   ]
   config.model.width = 64  # channels of the first stage
   config.model.dropout = 0.1  # rate before the feature map (MC dropout)
+  config.model.small_stem = False  # True: 3x3 stride-2 stem without max-pool, for small slices
 
   config.loss = ml_collections.ConfigDict()
   config.loss.name = "pairwise_ranking"
@@ -72,6 +73,7 @@ def get_config(arg=None):
     config.data.slice_size = 64
     config.data.num_workers = 0
     config.model.width = 16
+    config.model.small_stem = True
     config.opt.lr = 1e-3
     config.opt.warmup_steps = 100
     config.train.steps = 1500

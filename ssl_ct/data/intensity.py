@@ -19,13 +19,18 @@ def subsample(volume, max_samples=_MAX_SAMPLES):
   return np.stack(planes).astype(np.float64).ravel()
 
 
-def intensity_range(volume, *, low_percentile=0.5, high_percentile=99.5, max_samples=_MAX_SAMPLES):
-  """(low, high) percentiles of a strided subsample; rejects NaN/Inf and constant volumes."""
+def intensity_range(volume, *, low_percentile=0.5, high_percentile=99.5, max_samples=_MAX_SAMPLES, fill=None):
+  """(low, high) percentiles of a strided subsample, ignoring voxels equal to `fill` (outside the field of view).
+
+  Rejects NaN/Inf and constant volumes.
+  """
   if not 0 <= low_percentile < high_percentile <= 100:
     raise InputError(f"percentiles must satisfy 0 <= low < high <= 100, got {low_percentile}, {high_percentile}")
   values = subsample(volume, max_samples)
   if not np.all(np.isfinite(values)):
     raise InputError(f"{volume.source}: volume contains NaN or Inf voxels; replace them (e.g. np.nan_to_num) before use")
+  if fill is not None and np.any(values != fill):
+    values = values[values != fill]
   low, high = np.percentile(values, [low_percentile, high_percentile])
   if high <= low:
     low, high = values.min(), values.max()

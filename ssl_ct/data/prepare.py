@@ -4,13 +4,14 @@ import dataclasses
 import logging
 import os
 
-from ssl_ct.data import intensity, sources, synthetic, truth
+from ssl_ct.data import fov, intensity, sources, synthetic, truth
 
 
 @dataclasses.dataclass
 class Dataset:
   volumes: list  # ssl_ct.data.volume.Volume, one per input volume
   ranges: dict  # name -> (low, high) intensity range for normalization
+  fovs: dict  # name -> fov.FieldOfView of the reconstruction, or None
   truth: dict  # name -> truth entry (see ssl_ct/data/truth.py); {} without ground truth
   root: str  # folder the data came from ("" for a list of specs)
 
@@ -47,23 +48,27 @@ def _truth_for(root, volumes):
 
 
 def load_dataset(data_config, workdir, progress=True):
-  """Opens every volume, checks it (NaN, constant, shape) and reads its intensity range."""
+  """Opens every volume, checks it (NaN, constant, shape), finds its field of view and intensity range."""
   root = data_root(data_config, workdir, progress)
   volumes = sources.open_volumes(root)
-  ranges = {}
+  ranges, fovs = {}, {}
   for v in volumes:
-    ranges[v.name] = intensity.intensity_range(
-      v, low_percentile=data_config.low_percentile, high_percentile=data_config.high_percentile
-    )
+    fovs[v.name] = fov.estimate_fov(v)
+    fill = fovs[v.name].fill if fovs[v.name] else None
+    percentiles = {"low_percentile": data_config.low_percentile, "high_percentile": data_config.high_percentile}
+    ranges[v.name] = intensity.intensity_range(v, fill=fill, **percentiles)
   gt, folder = _truth_for(root, volumes)
   for v in volumes:
+    fov_text = f"field of view r={fovs[v.name].radius:.0f}" if fovs[v.name] else "no field of view"
+    has_truth = " (truth)" if v.name in gt else ""
     logging.info(
-      "%-28s %-12s %-18s %-8s range [%.4g, %.4g]%s",
+      "%-24s %-11s %-16s %-8s range [%.4g, %.4g] %s%s",
       v.name,
       v.format_name,
       v.shape,
       v.dtype,
       *ranges[v.name],
-      "  (truth)" if v.name in gt else "",
+      fov_text,
+      has_truth,
     )
-  return Dataset(volumes=volumes, ranges=ranges, truth=gt, root=folder)
+  return Dataset(volumes=volumes, ranges=ranges, fovs=fovs, truth=gt, root=folder)

@@ -1,0 +1,50 @@
+"""Turning a raw 2D slice into model input: normalize, square, rotate+resize once, cut to a disk.
+
+Training and localization call the same functions, so the model sees the same kind of input.
+Shapes: H x W = raw slice, N = model input side.
+"""
+
+import functools
+
+import numpy as np
+import scipy.ndimage
+
+from ssl_ct.data import intensity
+
+
+def pad_to_square(slice_HxW):
+  """Centres the slice in a zero-padded square (non-cubic volumes give non-square slices)."""
+  h, w = slice_HxW.shape
+  n = max(h, w)
+  out = np.zeros((n, n), np.float32)
+  out[(n - h) // 2 : (n - h) // 2 + h, (n - w) // 2 : (n - w) // 2 + w] = slice_HxW
+  return out
+
+
+@functools.lru_cache(maxsize=8)
+def disk_mask(size):
+  """N x N float mask of the inscribed disk: corners never reveal a rotation."""
+  c = np.arange(size) - (size - 1) / 2
+  return ((c[:, None] ** 2 + c[None, :] ** 2) <= (size / 2) ** 2).astype(np.float32)
+
+
+def rotate_resize(square_SxS, size, angle_deg):
+  """Rotates by `angle_deg` (counter-clockwise) and resizes to size x size in one bilinear resampling."""
+  s = square_SxS.shape[0]
+  theta = np.deg2rad(angle_deg)
+  scale = s / size
+  # Output pixel o maps to input  c_in + scale * R(theta) (o - c_out).
+  matrix = scale * np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+  c_in, c_out = (s - 1) / 2, (size - 1) / 2
+  offset = c_in - matrix @ np.array([c_out, c_out])
+  if scale > 1.5:  # anti-alias before a strong downscale
+    square_SxS = scipy.ndimage.uniform_filter(square_SxS, size=int(round(scale)))
+  return scipy.ndimage.affine_transform(square_SxS, matrix, offset, output_shape=(size, size), order=1, mode="constant")
+
+
+def model_input(slice_HxW, value_range, size, angle_deg=0.0, window=None):
+  """Float32 N x N x 1 model input from a raw slice, cut to `window` (row0, row1, col0, col1) first."""
+  if window is not None:
+    slice_HxW = slice_HxW[window[0] : window[1], window[2] : window[3]]
+  square = pad_to_square(intensity.normalize(slice_HxW, *value_range))
+  return (rotate_resize(square, size, angle_deg) * disk_mask(size))[..., None]

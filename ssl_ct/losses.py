@@ -1,0 +1,52 @@
+"""Pretext losses: pure functions of arrays returning (scalar loss, metrics dict).
+
+Shapes: B = batch, A = angle classes.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def rotation_nll(logits_BxA, angle_B, *, label_smoothing=0.0):
+  """Mean NLL of the angle class by which the twin slice was rotated."""
+  num_classes = logits_BxA.shape[-1]
+  labels_BxA = optax.smooth_labels(jax.nn.one_hot(angle_B, num_classes), label_smoothing)
+  loss = jnp.mean(optax.softmax_cross_entropy(logits_BxA, labels_BxA))
+  acc = jnp.mean(jnp.argmax(logits_BxA, axis=-1) == angle_B)
+  return loss, {"rot_acc": acc}
+
+
+def pairwise_ranking(z_B, position_B, *, margin=0.2):
+  """Mean over pairs with position_i > position_j of max(0, margin - (z_i - z_j))."""
+  diff_BxB = z_B[:, None] - z_B[None, :]
+  ordered_BxB = position_B[:, None] > position_B[None, :]
+  hinge_BxB = jnp.maximum(0.0, margin - diff_BxB)
+  loss = jnp.sum(jnp.where(ordered_BxB, hinge_BxB, 0.0)) / jnp.maximum(jnp.sum(ordered_BxB), 1)
+  return loss, {"mean_displacement": mean_displacement(z_B, position_B)}
+
+
+def mean_displacement(z_B, position_B):
+  """The paper's control metric: (1/k) sum_i |argsort(position)_i - argsort(z)_i|."""
+  return jnp.mean(jnp.abs(jnp.argsort(position_B) - jnp.argsort(z_B)).astype(jnp.float32))
+
+
+def _rotation_from_outputs(logits, batch, **kw):
+  return rotation_nll(logits, batch["angle"], **kw)
+
+
+def _ranking_from_outputs(logits, batch, **kw):
+  return pairwise_ranking(logits, batch["position"], **kw)
+
+
+# name -> fn(logits, batch, **kw) -> (loss, metrics): adapters that only pick arrays.
+LOSSES = {
+  "rotation_nll": _rotation_from_outputs,
+  "pairwise_ranking": _ranking_from_outputs,
+}
+
+
+def get_loss(name):
+  if name not in LOSSES:
+    raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(LOSSES)}")
+  return LOSSES[name]

@@ -1,0 +1,1 @@
+"""Flax linen models: ResNet encoders and the task heads built on them."""

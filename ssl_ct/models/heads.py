@@ -1,0 +1,57 @@
+"""Task models on a ResNet encoder; each takes the batch dict and returns (logits, out).
+
+- RotationNet (siamese): one encoder f_theta on the reference and the twin slice,
+  concatenated embeddings, a small MLP f_phi with one logit per angle class.
+- SortingNet: one scalar per slice (the position score z).
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from ssl_ct.models import resnet
+
+
+class RotationNet(nn.Module):
+  """f_phi sees the two feature maps concatenated along channels, spatial layout kept.
+
+  Globally pooled embeddings are close to rotation-invariant (a pooled histogram of
+  features barely changes under rotation), which makes the relative angle slow to learn;
+  the concatenated maps let the small head compare where things are in both slices.
+  """
+
+  encoder: nn.Module
+  num_classes: int
+  head_hidden: int
+
+  @nn.compact
+  def __call__(self, batch, *, deterministic=True):
+    ref_BxHxWx1, twin_BxHxWx1 = batch["ref"], batch["twin"]
+    # One encoder pass over both slices: the two branches share weights by construction.
+    _, out = self.encoder(jnp.concatenate([ref_BxHxWx1, twin_BxHxWx1]), deterministic=deterministic)
+    ref_Bxhxwxc, twin_Bxhxwxc = jnp.split(out["feature_map"], 2)
+    pair = jnp.concatenate([ref_Bxhxwxc, twin_Bxhxwxc], axis=-1)
+    pair = nn.relu(nn.Conv(self.head_hidden, (1, 1), name="head_mix")(pair))
+    hidden = nn.relu(nn.Dense(self.head_hidden, name="head_hidden")(pair.reshape(pair.shape[0], -1)))
+    logits_BxA = nn.Dense(self.num_classes, name="head_out")(hidden)
+    return logits_BxA, {"embedding": jnp.split(out["embedding"], 2)[0], "feature_map": ref_Bxhxwxc}
+
+
+class SortingNet(nn.Module):
+  encoder: nn.Module
+
+  @nn.compact
+  def __call__(self, batch, *, deterministic=True):
+    z_Bx1, out = self.encoder(batch["image"], deterministic=deterministic)
+    return z_Bx1[:, 0], out
+
+
+def make_model(model_config, num_classes=0):
+  """RotationNet when num_classes > 0 (angle classes), else SortingNet."""
+  encoder_cls = resnet.get_encoder(model_config.name)
+  if num_classes:
+    encoder = encoder_cls(width=model_config.width, dropout_rate=model_config.dropout, small_stem=model_config.small_stem)
+    return RotationNet(encoder=encoder, num_classes=num_classes, head_hidden=model_config.head_hidden)
+  encoder = encoder_cls(
+    width=model_config.width, dropout_rate=model_config.dropout, small_stem=model_config.small_stem, num_outputs=1
+  )
+  return SortingNet(encoder=encoder)

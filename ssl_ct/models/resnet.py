@@ -1,0 +1,114 @@
+"""ResNet encoders (18-152 and a tiny test net) for single-channel CT slices, in Flax linen.
+
+Normalization is GroupNorm: it keeps no batch statistics, so a forward pass is a pure
+function of (params, slice, dropout key). MC-dropout samples, the per-slice certainty at
+test time and the 1-vs-N-device results then do not depend on which slices share a batch.
+
+Dropout sits right before a final 1x1 "embed" convolution whose output is the feature map
+(superpixel embeddings). A `jax.vmap` over dropout keys therefore batches only that 1x1
+convolution; the stages before it run once per slice.
+
+Shapes: B = batch, H, W = slice size, C = channels, h, w = feature-map size.
+"""
+
+import functools
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+def _norm(channels, name=None, zero_init=False):
+  """GroupNorm with groups of at least 4 channels; zero_init starts a residual branch at identity."""
+  scale_init = nn.initializers.zeros if zero_init else nn.initializers.ones
+  return nn.GroupNorm(num_groups=min(32, max(1, channels // 4)), scale_init=scale_init, name=name)
+
+
+class BasicBlock(nn.Module):
+  filters: int
+  strides: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = nn.Conv(self.filters, (3, 3), self.strides, use_bias=False)(x)
+    y = nn.relu(_norm(self.filters)(y))
+    y = nn.Conv(self.filters, (3, 3), use_bias=False)(y)
+    y = _norm(self.filters, zero_init=True)(y)
+    if residual.shape != y.shape:
+      residual = nn.Conv(self.filters, (1, 1), self.strides, use_bias=False, name="proj")(residual)
+      residual = _norm(self.filters, name="proj_norm")(residual)
+    return nn.relu(residual + y)
+
+
+class BottleneckBlock(nn.Module):
+  filters: int
+  strides: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = nn.relu(_norm(self.filters)(nn.Conv(self.filters, (1, 1), use_bias=False)(x)))
+    y = nn.relu(_norm(self.filters)(nn.Conv(self.filters, (3, 3), self.strides, use_bias=False)(y)))
+    y = nn.Conv(self.filters * 4, (1, 1), use_bias=False)(y)
+    y = _norm(self.filters * 4, zero_init=True)(y)
+    if residual.shape != y.shape:
+      residual = nn.Conv(self.filters * 4, (1, 1), self.strides, use_bias=False, name="proj")(residual)
+      residual = _norm(self.filters * 4, name="proj_norm")(residual)
+    return nn.relu(residual + y)
+
+
+class ResNet(nn.Module):
+  """Returns (logits_BxO, out): out["feature_map"] is B x h x w x C, out["embedding"] is B x C.
+
+  With num_outputs=0 the logits are the embedding itself.
+  """
+
+  stage_sizes: Sequence[int]
+  block_cls: type = BasicBlock
+  width: int = 64
+  num_outputs: int = 0
+  dropout_rate: float = 0.0
+  small_stem: bool = False  # 3x3 stride-2 stem without max-pool (input/2, not /4), for small slices
+
+  @nn.compact
+  def __call__(self, x_BxHxWx1, *, deterministic=True):
+    x = x_BxHxWx1
+    if self.small_stem:
+      x = nn.relu(_norm(self.width, name="stem_norm")(nn.Conv(self.width, (3, 3), 2, use_bias=False, name="stem")(x)))
+    else:
+      x = nn.Conv(self.width, (7, 7), 2, padding=[(3, 3), (3, 3)], use_bias=False, name="stem")(x)
+      x = nn.relu(_norm(self.width, name="stem_norm")(x))
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+    for stage, num_blocks in enumerate(self.stage_sizes):
+      for block in range(num_blocks):
+        strides = 2 if stage > 0 and block == 0 else 1
+        x = self.block_cls(self.width * 2**stage, strides, name=f"stage{stage + 1}_block{block + 1}")(x)
+    x = nn.Dropout(self.dropout_rate, name="mc_dropout")(x, deterministic=deterministic)
+    feature_map_BxhxwxC = nn.Conv(x.shape[-1], (1, 1), name="embed")(x)
+    embedding_BxC = jnp.mean(feature_map_BxhxwxC, axis=(1, 2))
+    logits = nn.Dense(self.num_outputs, name="head")(embedding_BxC) if self.num_outputs else embedding_BxC
+    return logits, {"feature_map": feature_map_BxhxwxC, "embedding": embedding_BxC}
+
+
+ResNetTiny = functools.partial(ResNet, stage_sizes=[1, 1])
+ResNet18 = functools.partial(ResNet, stage_sizes=[2, 2, 2, 2])
+ResNet34 = functools.partial(ResNet, stage_sizes=[3, 4, 6, 3])
+ResNet50 = functools.partial(ResNet, stage_sizes=[3, 4, 6, 3], block_cls=BottleneckBlock)
+ResNet101 = functools.partial(ResNet, stage_sizes=[3, 4, 23, 3], block_cls=BottleneckBlock)
+ResNet152 = functools.partial(ResNet, stage_sizes=[3, 8, 36, 3], block_cls=BottleneckBlock)
+
+ENCODERS = {
+  "resnet_tiny": ResNetTiny,
+  "resnet18": ResNet18,
+  "resnet34": ResNet34,
+  "resnet50": ResNet50,
+  "resnet101": ResNet101,
+  "resnet152": ResNet152,
+}
+
+
+def get_encoder(name):
+  if name not in ENCODERS:
+    raise ValueError(f"unknown model {name!r}; valid names: {', '.join(ENCODERS)}")
+  return ENCODERS[name]

@@ -1,0 +1,128 @@
+"""Training: train state, the jit-compiled data-parallel step, and the training loop.
+
+The batch is sharded over a 1-D mesh of every device JAX sees (all processes), parameters
+are replicated; `jax.jit` with NamedSharding inserts the gradient all-reduce. The mesh axis
+is `AxisType.Auto`, so per-example dropout keys inside the model need no sharding of their own.
+"""
+
+import functools
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+from absl import logging
+from flax.training import train_state
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ssl_ct import checkpoint, metric_writer
+from ssl_ct.errors import InputError
+
+BATCH_AXIS = "data"
+
+
+def make_mesh():
+  return jax.make_mesh((jax.device_count(),), (BATCH_AXIS,), axis_types=(AxisType.Auto,))
+
+
+def make_optimizer(opt_config, total_steps):
+  """optax chain from the config: warmup + cosine decay, optional global-norm clipping."""
+  schedule = optax.warmup_cosine_decay_schedule(
+    0.0, opt_config.lr, warmup_steps=min(opt_config.warmup_steps, max(total_steps - 1, 0)), decay_steps=max(total_steps, 1)
+  )
+  if opt_config.name == "sgd":
+    core = optax.chain(optax.add_decayed_weights(opt_config.weight_decay), optax.sgd(schedule, momentum=0.9, nesterov=True))
+  elif opt_config.name == "adam":
+    core = optax.adam(schedule)
+  else:
+    core = optax.adamw(schedule, weight_decay=opt_config.weight_decay)
+  clip = [optax.clip_by_global_norm(opt_config.grad_clip)] if opt_config.grad_clip > 0 else []
+  return optax.chain(*clip, core), schedule
+
+
+def create_train_state(model: nn.Module, example_batch, rng, tx):
+  """Initial TrainState; `example_batch` may hold ShapeDtypeStructs."""
+  dummy = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), example_batch)
+  params = model.init({"params": rng}, dummy, deterministic=True)["params"]
+  return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def train_step(state, batch, rng, *, loss_fn, schedule):
+  """One SGD step; returns the new state and this step's metrics (device arrays)."""
+  rng = jax.random.fold_in(rng, state.step)
+
+  def objective(params):
+    logits, _ = state.apply_fn({"params": params}, batch, deterministic=False, rngs={"dropout": rng})
+    return loss_fn(logits, batch)
+
+  (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  metrics = {**metrics, "loss": loss, "l2_grads": optax.global_norm(grads), "lr": schedule(state.step)}
+  return state.apply_gradients(grads=grads), metrics
+
+
+def jit_train_step(mesh, loss_fn, schedule):
+  """train_step compiled once with replicated state and a batch sharded along the mesh."""
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P(BATCH_AXIS))
+  step = functools.partial(train_step, loss_fn=loss_fn, schedule=schedule)
+  return jax.jit(step, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def global_batch(local_batch, mesh):
+  """This process's numpy batch -> one global jax.Array sharded along the batch axis."""
+  sharding = NamedSharding(mesh, P(BATCH_AXIS))
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
+
+
+def _check_finite(metrics, step):
+  bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+  if bad:
+    raise FloatingPointError(
+      f"training diverged at step {step}: {', '.join(bad)} is NaN or Inf; lower --config.opt.lr or set --config.opt.grad_clip"
+    )
+
+
+def check_batch_size(batch_size):
+  devices, processes = jax.device_count(), jax.process_count()
+  if batch_size % devices or batch_size % processes:
+    raise InputError(f"batch size {batch_size} must be divisible by the {devices} devices; set --config.data.batch_size")
+  return batch_size // processes
+
+
+def train_loop(config, workdir, *, model, loader, example_batch, loss_fn, units="pairs"):
+  """Trains config.train.steps steps with checkpoints/resume; returns the final TrainState."""
+  mesh = make_mesh()
+  tx, schedule = make_optimizer(config.opt, config.train.steps)
+  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+  replicated = NamedSharding(mesh, P())
+  create = jax.jit(functools.partial(create_train_state, model, example_batch, tx=tx), out_shardings=replicated)
+  state = create(init_rng)
+  iterator = iter(loader)
+  manager = checkpoint.make_manager(workdir)
+  state, start = checkpoint.restore_latest(manager, state, iterator)
+  step_fn = jit_train_step(mesh, loss_fn, schedule)
+  writer = metric_writer.MetricWriter(workdir)
+  batch_size = config.data.batch_size
+  bar = tqdm.tqdm(total=config.train.steps, initial=start, desc="train", disable=jax.process_index() != 0, unit="step")
+  tick, tick_step = time.perf_counter(), start
+  for step in range(start + 1, config.train.steps + 1):
+    batch = global_batch(next(iterator), mesh)
+    state, metrics = step_fn(state, batch, step_rng)
+    if step % config.train.log_every == 0 or step == config.train.steps:
+      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      _check_finite(metrics, step)
+      rate = batch_size * (step - tick_step) / (time.perf_counter() - tick)
+      tick, tick_step = time.perf_counter(), step
+      writer.write(step, {**metrics, f"{units}_per_s": rate})
+      bar.set_postfix({k: f"{metrics[k]:.3g}" for k in metrics if k not in ("lr", "l2_grads")} | {f"{units}/s": f"{rate:.0f}"})
+    bar.update(1)
+    if step % config.train.checkpoint_every == 0 or step == config.train.steps:
+      checkpoint.save(manager, step, state, iterator)
+  bar.close()
+  manager.wait_until_finished()
+  manager.close()
+  logging.info("training done at step %d", config.train.steps)
+  return state
