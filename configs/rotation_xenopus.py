@@ -18,6 +18,7 @@ from configs import common
 def get_config(arg=None):
   arg = common.parse_arg(arg, variant="r50", demo=False, tiny=False)
   config = ml_collections.ConfigDict()
+  config.task = "rotation"
   config.seed = 0  # seeds data order, init and dropout
 
   config.data = ml_collections.ConfigDict()
@@ -64,11 +65,18 @@ def get_config(arg=None):
   config.train.log_every = 50  # steps
   config.train.checkpoint_every = 1000  # steps
 
+  config.localize = ml_collections.ConfigDict()
+  config.localize.twin_offsets = (0.05, 0.1)  # unrotated twins at +- these fractions of the axis (<= twin_range)
+  config.localize.batch_size = 64  # pairs per scoring call
+  config.localize.smooth = 0.03  # median-filter window, fraction of the axis
+  config.localize.level = 0.5  # cut between background (0) and sample (1) certainty levels
+  config.localize.min_contrast = 0.15  # sample minus background certainty below this: no sample
+
   if arg.demo or arg.tiny:
     config.data.synthetic.num_volumes = 12
     config.data.synthetic.shape = (112, 112, 112)
     config.data.downscale_to = 0
-    config.data.slice_size = 64
+    config.data.slice_size = 48
     config.data.batch_size = 32
     config.data.num_workers = 0
     config.model.name = "resnet18"
@@ -79,6 +87,7 @@ def get_config(arg=None):
     config.train.steps = 1500
     config.train.log_every = 25
     config.train.checkpoint_every = 500
+    config.localize.batch_size = 32
   if arg.tiny:
     config.data.synthetic.num_volumes = 3
     config.data.synthetic.shape = (40, 40, 40)
@@ -91,4 +100,5 @@ def get_config(arg=None):
     config.train.steps = 2
     config.train.log_every = 1
     config.train.checkpoint_every = 1
+    config.localize.batch_size = 8
   return config

@@ -18,6 +18,7 @@ from configs import common
 def get_config(arg=None):
   arg = common.parse_arg(arg, variant="r18", demo=False, tiny=False)
   config = ml_collections.ConfigDict()
+  config.task = "sorting"
   config.seed = 0  # seeds data order, init and dropout
 
   config.data = ml_collections.ConfigDict()

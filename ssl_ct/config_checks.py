@@ -21,6 +21,7 @@ def _is_num(v, low=None, high=None):
 # (dotted key, predicate, what a valid value is). Keys absent from a config are not checked:
 # the rotation and sorting configs have different data sections.
 _RULES = (
+  ("task", lambda v: v in ("rotation", "sorting"), "'rotation' or 'sorting'"),
   ("seed", _is_int, "an integer"),
   ("data.path", lambda v: isinstance(v, (str, list, tuple, dict)), "a path, glob, spec or list of them ('' = synthetic)"),
   ("data.synthetic.kind", lambda v: v in phantoms.GENERATORS, f"one of {sorted(phantoms.GENERATORS)}"),
@@ -55,6 +56,15 @@ _RULES = (
   ("train.steps", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("train.log_every", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("train.checkpoint_every", lambda v: _is_int(v, 1), "an integer >= 1"),
+  (
+    "localize.twin_offsets",
+    lambda v: len(v) >= 1 and all(_is_num(f, 0, 0.5) and f > 0 for f in v),
+    "fractions of the axis in (0, 0.5]",
+  ),
+  ("localize.batch_size", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("localize.smooth", lambda v: _is_num(v, 0, 0.5), "a fraction of the axis in [0, 0.5]"),
+  ("localize.level", lambda v: _is_num(v, 0, 1), "a fraction in [0, 1]"),
+  ("localize.min_contrast", lambda v: _is_num(v, 0, 1), "a certainty difference in [0, 1]"),
 )
 
 

@@ -11,15 +11,17 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ssl_ct import config_checks
+from ssl_ct import config_checks, distributed, train
 from ssl_ct.data import prepare
 from ssl_ct.errors import InputError, exit_on_input_error
 
-MODES = ("prepare",)
+MODES = ("all", "train", "localize", "prepare")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/rotation_xenopus.py:demo.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for data cache, checkpoints, metrics and results.")
-_MODE = flags.DEFINE_enum("mode", "prepare", MODES, "What to run: prepare = validate the config and prepare the data.")
+_MODE = flags.DEFINE_enum(
+  "mode", "all", MODES, "all = train, localize, evaluate; train; localize (latest checkpoint, any volumes); prepare = data only."
+)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a config.json from a different config in the workdir.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -41,11 +43,21 @@ def write_config(config, workdir, overwrite):
 def run(config, workdir, mode, overwrite=False):
   config_checks.validate(config)
   write_config(config, workdir, overwrite)
+  distributed.initialize_from_env()
   dataset = prepare.load_dataset(config.data, workdir)
   logging.info("%d volumes ready from %s", len(dataset.volumes), dataset.root or config.data.path)
   print(f"prepared {len(dataset.volumes)} volumes ({len(dataset.truth)} with ground truth); config in {workdir}/config.json")
-  print("training, localization and cropping are not implemented yet (issues #3, #4): stopping after data preparation")
-  return dataset
+  if mode == "prepare":
+    return None
+  if config.task != "rotation":
+    raise InputError(f"task {config.task!r} cannot train yet (the sorting loss is issue #4); use configs/rotation_xenopus.py")
+  summary = train.train_and_evaluate(config, workdir, mode=mode, dataset=dataset)
+  if summary:
+    for method, metrics in summary.items():
+      print(f"{method:32s} " + "  ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+  if mode != "train":
+    print(f"boxes, figures and report.md in {os.path.join(workdir, 'localization')}")
+  return summary
 
 
 def _fail(error):

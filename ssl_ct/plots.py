@@ -28,7 +28,7 @@ def plot_orthogonal(volume, axes_3, *, boxes=(), center=None, value_range=None):
     ax.imshow(volume.slice(axis, center[axis]), cmap="gray", vmin=low, vmax=high, aspect="equal")
     for box, style in boxes:
       if box is not None:
-        ax.add_patch(_box_rectangle(box, axis, linewidth=1.5, **style))
+        ax.add_patch(_box_rectangle(box, axis, linewidth=1.5, **{k: v for k, v in style.items() if k != "label"}))
     ax.set_title(f"{volume.name}: {AXIS_NAMES[axis]} {center[axis]}", fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -64,3 +64,39 @@ def save_figure(fig, path):
   fig.savefig(tmp, dpi=100)
   plt.close(fig)
   os.replace(tmp, path)
+
+
+def plot_certainty_curves(name, curves, smoothed, pred_box, truth_box, path):
+  """Paper Fig. 5 for all three axes: p0 per slice, predicted bounds (solid), truth (dashed)."""
+  fig, axes = plt.subplots(1, 3, figsize=(14, 3.2))
+  for axis, ax in enumerate(axes):
+    ax.plot(curves[axis], color="0.6", linewidth=0.8, label="p0 per slice")
+    ax.plot(smoothed[axis], color="tab:blue", linewidth=1.5, label="smoothed")
+    for box, style, label in (
+      (pred_box, {"color": "tab:orange"}, "predicted"),
+      (truth_box, {"color": "tab:red", "linestyle": "--"}, "truth"),
+    ):
+      if box is not None:
+        for i, edge in enumerate((box["start"][axis], box["stop"][axis] - 1)):
+          ax.axvline(edge, linewidth=1.2, label=label if i == 0 else None, **style)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(f"slice index along {AXIS_NAMES[axis]}")
+    ax.set_ylabel("certainty p0")
+  axes[0].legend(fontsize=7, loc="upper right")
+  fig.suptitle(f"{name}: certainty of the unrotated pair", fontsize=10)
+  fig.tight_layout()
+  save_figure(fig, path)
+
+
+def plot_box_overlay(volume, boxes, path, value_range=None):
+  """Paper Fig. 4: three orthogonal slices through the box centre, one outline per method."""
+  reference = next((b for b, _ in boxes if b is not None), None)
+  center = None if reference is None else [(a + b) // 2 for a, b in zip(reference["start"], reference["stop"])]
+  fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
+  plot_orthogonal(volume, axes, boxes=boxes, center=center, value_range=value_range)
+  handles = [
+    matplotlib.patches.Patch(fill=False, label=style.pop("label"), **style) for _, style in [(b, dict(s)) for b, s in boxes]
+  ]
+  fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
+  fig.tight_layout(rect=(0, 0.06, 1, 1))
+  save_figure(fig, path)

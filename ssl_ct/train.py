@@ -6,6 +6,7 @@ is `AxisType.Auto`, so per-example dropout keys inside the model need no shardin
 """
 
 import functools
+import os
 import time
 
 import flax.linen as nn
@@ -19,7 +20,10 @@ from flax.training import train_state
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ssl_ct import checkpoint, metric_writer
+import grain
+
+from ssl_ct import checkpoint, losses, metric_writer, run_localization, tasks
+from ssl_ct.data import prepare
 from ssl_ct.errors import InputError
 
 BATCH_AXIS = "data"
@@ -126,3 +130,44 @@ def train_loop(config, workdir, *, model, loader, example_batch, loss_fn, units=
   manager.close()
   logging.info("training done at step %d", config.train.steps)
   return state
+
+
+def host_params(params):
+  """Replicated parameters as host numpy arrays (works on every process of a multi-host run)."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), params)
+
+
+def load_trained_params(config, workdir, model, example_batch):
+  """Parameters of the latest checkpoint in `workdir`; InputError when there is none."""
+  tx, _ = make_optimizer(config.opt, config.train.steps)
+  abstract = jax.eval_shape(functools.partial(create_train_state, model, example_batch, tx=tx), jax.random.key(0))
+  state, step = checkpoint.restore_params(workdir, abstract)
+  if state is None:
+    raise InputError(f"no checkpoint in {workdir}/checkpoints; train first (--mode=train or --mode=all)")
+  logging.info("localizing with the checkpoint of step %d", step)
+  return state.params
+
+
+def train_and_evaluate(config, workdir, *, loss_fn=None, mode="all", dataset=None):
+  """Train, then localize and evaluate every volume; `mode` picks 'train', 'localize' or 'all'.
+
+  `loss_fn(logits, batch) -> (loss, metrics)` replaces the config's loss (experiments swap
+  losses this way). Returns the localization summary against ground truth (None without it).
+  """
+  dataset = dataset or prepare.load_dataset(config.data, workdir)
+  task = tasks.get_task(config)
+  model = task.make_model()
+  loss_fn = loss_fn or functools.partial(losses.get_loss(config.loss.name), **config.loss.kw)
+  example = task.example_batch(config.data.batch_size)
+  if mode in ("train", "all"):
+    local_batch = check_batch_size(config.data.batch_size)
+    shard = grain.sharding.ShardByJaxProcess(drop_remainder=True) if jax.process_count() > 1 else None
+    loader = task.make_loader(dataset, seed=config.seed, batch_size=local_batch, shard_options=shard)
+    state = train_loop(config, workdir, model=model, loader=loader, example_batch=example, loss_fn=loss_fn, units=task.units)
+    params = host_params(state.params)
+  else:
+    params = load_trained_params(config, workdir, model, example)
+  if mode == "train" or jax.process_index() != 0:
+    return None
+  out_dir = os.path.join(workdir, "localization")
+  return run_localization.localize_dataset(dataset, task.make_localizer(model, params), out_dir, method_name=task.method_name)

@@ -42,3 +42,17 @@ def intensity_range(volume, *, low_percentile=0.5, high_percentile=99.5, max_sam
 def normalize(x, low, high):
   """Maps [low, high] to [0, 1] as float32, clipping outliers."""
   return np.clip((np.asarray(x, np.float32) - low) / (high - low), 0.0, 1.0)
+
+
+def otsu_threshold(values, bins=256):
+  """Otsu's threshold: the cut that maximizes the between-class variance of a 1D sample."""
+  values = np.asarray(values, np.float64).ravel()
+  counts, edges = np.histogram(values, bins=bins)
+  centers = (edges[:-1] + edges[1:]) / 2
+  weight_low = np.cumsum(counts)
+  weight_high = weight_low[-1] - weight_low
+  sum_low = np.cumsum(counts * centers)
+  mean_low = sum_low / np.maximum(weight_low, 1)
+  mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
+  between = weight_low * weight_high * (mean_low - mean_high) ** 2
+  return float(edges[np.argmax(between) + 1])

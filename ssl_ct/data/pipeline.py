@@ -11,6 +11,7 @@ import dataclasses
 
 import grain
 import numpy as np
+from absl import flags
 
 from ssl_ct.data import fov, slices
 
@@ -85,6 +86,8 @@ def make_rotation_loader(dataset, data_config, *, seed, batch_size, shard_option
   read = ReadRotationPair(
     dataset, size=data_config.slice_size, twin_range=data_config.twin_range, angles_deg=data_config.angles_deg
   )
+  if data_config.num_workers and not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()  # grain workers read absl flags; notebooks and tests never parse them
   return grain.DataLoader(
     data_source=source,
     sampler=sampler,

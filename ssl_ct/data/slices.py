@@ -39,7 +39,7 @@ def rotate_resize(square_SxS, size, angle_deg):
   offset = c_in - matrix @ np.array([c_out, c_out])
   if scale > 1.5:  # anti-alias before a strong downscale
     square_SxS = scipy.ndimage.uniform_filter(square_SxS, size=int(round(scale)))
-  return scipy.ndimage.affine_transform(square_SxS, matrix, offset, output_shape=(size, size), order=1, mode="constant")
+  return scipy.ndimage.affine_transform(square_SxS, matrix, offset, output_shape=(size, size), order=1, mode="nearest")
 
 
 def model_input(slice_HxW, value_range, size, angle_deg=0.0, window=None):

@@ -74,7 +74,7 @@ def write_set(out_dir, *, kind, num_volumes, shape, seed, z_jitter=0.0, dtype="f
 
 def set_folder_name(kind, num_volumes, shape, seed, z_jitter, dtype):
   """Cache key: a folder name that changes whenever a parameter changes."""
-  params = json.dumps([kind, num_volumes, list(shape), seed, z_jitter, dtype])
+  params = json.dumps([phantoms.GENERATOR_VERSION, kind, num_volumes, list(shape), seed, z_jitter, dtype])
   return f"{kind}-{hashlib.sha1(params.encode()).hexdigest()[:10]}"
 
 
@@ -83,6 +83,11 @@ def cached_set(cache_dir, *, kind, num_volumes, shape, seed, z_jitter=0.0, dtype
   out_dir = os.path.join(cache_dir, set_folder_name(kind, num_volumes, shape, seed, z_jitter, dtype))
   if os.path.exists(os.path.join(out_dir, _SET_FILE)):
     return out_dir
-  return write_set(
-    out_dir, kind=kind, num_volumes=num_volumes, shape=shape, seed=seed, z_jitter=z_jitter, dtype=dtype, progress=progress
-  )
+  try:
+    return write_set(
+      out_dir, kind=kind, num_volumes=num_volumes, shape=shape, seed=seed, z_jitter=z_jitter, dtype=dtype, progress=progress
+    )
+  except (InputError, OSError):
+    if os.path.exists(os.path.join(out_dir, _SET_FILE)):  # another process finished the same set first
+      return out_dir
+    raise

@@ -1,0 +1,92 @@
+r"""Throughput of the rotation pipeline alone, the train step alone, and localization.
+
+  python experiments/bench_train.py                 # demo config
+  python experiments/bench_train.py --config=paper --steps=3   # paper config (ResNet-50, 504 px): a few steps
+
+Prints pairs/s of the data pipeline (no model), pairs/s of the jit-compiled train step on a
+fixed batch (no data loading), and seconds per volume for certainty-curve localization.
+The pipeline should be faster than the step, or the accelerator waits for data.
+"""
+
+import argparse
+import functools
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+from configs import rotation_xenopus
+from ssl_ct import losses, tasks, train
+from ssl_ct.data import prepare
+
+
+def bench_pipeline(task, dataset, config, batches):
+  it = iter(task.make_loader(dataset, seed=0, batch_size=config.data.batch_size))
+  next(it)
+  start = time.perf_counter()
+  for _ in range(batches):
+    next(it)
+  return batches * config.data.batch_size / (time.perf_counter() - start)
+
+
+def bench_step(task, config, steps):
+  model = task.make_model()
+  tx, schedule = train.make_optimizer(config.opt, 100)
+  batch = jax.tree.map(
+    lambda s: (
+      np.random.default_rng(0).uniform(size=s.shape).astype(s.dtype) if s.dtype == np.float32 else np.zeros(s.shape, s.dtype)
+    ),
+    task.example_batch(config.data.batch_size),
+  )
+  state = train.create_train_state(model, batch, jax.random.key(0), tx)
+  step = jax.jit(
+    functools.partial(train.train_step, loss_fn=losses.get_loss(config.loss.name), schedule=schedule), donate_argnums=0
+  )
+  start = time.perf_counter()
+  state, metrics = step(state, batch, jax.random.key(1))
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = step(state, batch, jax.random.key(1))
+  jax.block_until_ready(metrics)
+  return steps * config.data.batch_size / (time.perf_counter() - start), compile_s, state.params
+
+
+def bench_localize(task, dataset, params, volumes):
+  localize = task.make_localizer(task.make_model(), params)
+  volume = dataset.volumes[0]
+  localize(volume, dataset.fovs[volume.name], dataset.ranges[volume.name])  # compile
+  start = time.perf_counter()
+  for volume in dataset.volumes[:volumes]:
+    localize(volume, dataset.fovs[volume.name], dataset.ranges[volume.name])
+  return (time.perf_counter() - start) / volumes
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--config", choices=("demo", "paper"), default="demo")
+  parser.add_argument("--steps", type=int, default=20)
+  args = parser.parse_args()
+  config = rotation_xenopus.get_config("demo" if args.config == "demo" else "")
+  if args.config == "paper":  # the paper's network and input size on two small synthetic volumes
+    config.data.synthetic.num_volumes, config.data.synthetic.shape, config.data.batch_size = 2, (112, 112, 112), 8
+  workdir = tempfile.mkdtemp()
+  dataset = prepare.load_dataset(config.data, workdir, progress=False)
+  task = tasks.get_task(config)
+  print(
+    f"{config.model.name} width {config.model.width}, {config.data.slice_size} px slices, batch {config.data.batch_size}, {jax.device_count()} {jax.devices()[0].platform} device(s)"
+  )
+  print(
+    f"data pipeline alone:   {bench_pipeline(task, dataset, config, max(3, args.steps // 2)):8.1f} pairs/s ({config.data.num_workers} workers)"
+  )
+  rate, compile_s, params = bench_step(task, config, args.steps)
+  print(f"train step alone:      {rate:8.1f} pairs/s (first call with compilation: {compile_s:.1f} s)")
+  print(
+    f"localization:          {bench_localize(task, dataset, train.host_params(params), 2):8.2f} s per volume {dataset.volumes[0].shape}"
+  )
+
+
+if __name__ == "__main__":
+  main()

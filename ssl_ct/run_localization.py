@@ -1,0 +1,54 @@
+"""Localizes every volume with the trained model and with the threshold baseline; writes the report."""
+
+import os
+
+import tqdm
+
+from ssl_ct import baseline, evaluate, plots, report
+from ssl_ct.data import formats
+
+_STYLES = {
+  "predicted": {"edgecolor": "tab:orange", "label": "predicted"},
+  "truth": {"edgecolor": "lime", "linestyle": "--", "label": "truth"},
+  "baseline": {"edgecolor": "tab:cyan", "linestyle": ":", "label": "threshold baseline"},
+}
+
+
+def _mask_of(dataset, name):
+  entry = dataset.truth.get(name, {})
+  if "mask" not in entry or not dataset.root:
+    return None
+  return formats.open_volume(os.path.join(dataset.root, entry["mask"])).read().astype(bool)
+
+
+def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True):
+  """Runs `localize` and the baseline on every volume; returns the summary (or None without truth)."""
+  for sub in ("curves", "overlays"):
+    os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+  boxes, baseline_boxes, metrics, baseline_metrics = {}, {}, {}, {}
+  for volume in tqdm.tqdm(dataset.volumes, desc="localize", unit="vol"):
+    name, volume_fov, value_range = volume.name, dataset.fovs[volume.name], dataset.ranges[volume.name]
+    boxes[name], extras = localize(volume, volume_fov, value_range)
+    baseline_boxes[name] = baseline.threshold_box(volume, volume_fov)
+    truth_box = dataset.truth.get(name, {}).get("box")
+    if truth_box is not None:
+      mask = _mask_of(dataset, name)
+      metrics[name] = evaluate.box_metrics(boxes[name], truth_box, volume.shape, mask)
+      baseline_metrics[name] = evaluate.box_metrics(baseline_boxes[name], truth_box, volume.shape, mask)
+    if plot:
+      if "curves" in extras:
+        plots.plot_certainty_curves(
+          name, extras["curves"], extras["smoothed"], boxes[name], truth_box, os.path.join(out_dir, "curves", f"{name}.png")
+        )
+      shown = [(boxes[name], _STYLES["predicted"]), (truth_box, _STYLES["truth"]), (baseline_boxes[name], _STYLES["baseline"])]
+      plots.plot_box_overlay(volume, shown, os.path.join(out_dir, "overlays", f"{name}.png"), value_range)
+  complete = len(metrics) == len(boxes)
+  return report.write_report(
+    out_dir,
+    method_name=method_name,
+    boxes=boxes,
+    baseline_boxes=baseline_boxes,
+    metrics=metrics if complete else None,
+    baseline_metrics=baseline_metrics if complete else None,
+    shapes={v.name: v.shape for v in dataset.volumes},
+  )

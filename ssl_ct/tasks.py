@@ -1,0 +1,63 @@
+"""Per-task glue: which model, data loader, example batch and localizer a config's task uses."""
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from ssl_ct import localize_rotation
+from ssl_ct.data import pipeline
+from ssl_ct.models import heads
+
+
+@dataclasses.dataclass
+class RotationTask:
+  """Siamese rotation loss; localization by the certainty p0 of unrotated pairs (paper 2.1, 2.2)."""
+
+  config: object
+  units = "pairs"
+  method_name = "rotation loss (certainty p0)"
+
+  def make_model(self):
+    return heads.make_model(self.config.model, num_classes=len(self.config.data.angles_deg))
+
+  def make_loader(self, dataset, *, seed, batch_size, shard_options=None):
+    return pipeline.make_rotation_loader(dataset, self.config.data, seed=seed, batch_size=batch_size, shard_options=shard_options)
+
+  def example_batch(self, batch_size):
+    n = self.config.data.slice_size
+    image = jax.ShapeDtypeStruct((batch_size, n, n, 1), np.float32)
+    label = jax.ShapeDtypeStruct((batch_size,), np.int32)
+    return {"ref": image, "twin": image, "angle": label, "volume": label}
+
+  def make_localizer(self, model, params):
+    """(volume, fov, value_range) -> (box or None, {"curves", "smoothed"}) in analysis-grid voxels."""
+    loc = self.config.localize
+    p0_fn = localize_rotation.make_p0_fn(model, zero_class=list(self.config.data.angles_deg).index(0))
+    rule = {"smooth": loc.smooth, "level": loc.level, "min_contrast": loc.min_contrast}
+
+    def localize(volume, volume_fov, value_range):
+      curves = localize_rotation.certainty_curves(
+        volume,
+        volume_fov,
+        value_range,
+        p0_fn=p0_fn,
+        params=params,
+        size=self.config.data.slice_size,
+        offsets=tuple(loc.twin_offsets),
+        batch_size=loc.batch_size,
+        seed=self.config.seed,
+      )
+      smoothed = {axis: localize_rotation.smooth_curve(c, loc.smooth) for axis, c in curves.items()}
+      return localize_rotation.box_from_curves(curves, **rule), {"curves": curves, "smoothed": smoothed}
+
+    return localize
+
+
+TASKS = {"rotation": RotationTask}
+
+
+def get_task(config):
+  if config.task not in TASKS:
+    raise ValueError(f"unknown task {config.task!r}; valid tasks: {', '.join(TASKS)}")
+  return TASKS[config.task](config)

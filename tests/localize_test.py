@@ -1,0 +1,83 @@
+"""Certainty-curve rule on synthetic curves, threshold baseline, box metrics by hand."""
+
+import numpy as np
+from absl.testing import absltest
+
+from ssl_ct import baseline, evaluate, localize_rotation
+from ssl_ct.data import volume
+
+
+def _curve(n=100, start=30, stop=70, low=0.2, high=0.8, noise=0.05, seed=0):
+  rng = np.random.default_rng(seed)
+  curve = np.full(n, low) + noise * rng.standard_normal(n)
+  curve[start:stop] += high - low
+  return np.clip(curve, 0, 1).astype(np.float32)
+
+
+class CurveRuleTest(absltest.TestCase):
+  def test_step_curve(self):
+    self.assertEqual(localize_rotation.interval_from_curve(_curve()), (30, 70))
+
+  def test_noisy_step_with_unscored_rim(self):
+    curve = _curve(noise=0.12, seed=3)
+    curve[:8] = np.nan  # rim slices without a field-of-view window
+    start, stop = localize_rotation.interval_from_curve(curve)
+    self.assertLessEqual(abs(start - 30), 2)
+    self.assertLessEqual(abs(stop - 70), 2)
+
+  def test_flat_curve_is_no_sample(self):
+    self.assertIsNone(localize_rotation.interval_from_curve(_curve(high=0.25)))
+    self.assertIsNone(localize_rotation.interval_from_curve(np.full(50, 0.5, np.float32)))
+
+  def test_keeps_the_run_with_the_largest_area(self):
+    curve = _curve(start=50, stop=90)
+    curve[10:14] = 0.8  # a short spike, e.g. debris
+    self.assertEqual(localize_rotation.interval_from_curve(curve), (50, 90))
+
+  def test_box_is_none_when_one_axis_is_empty(self):
+    curves = {0: _curve(), 1: _curve(start=10, stop=40), 2: _curve(high=0.2)}
+    self.assertIsNone(localize_rotation.box_from_curves(curves))
+    curves[2] = _curve(start=5, stop=95)
+    self.assertEqual(localize_rotation.box_from_curves(curves), {"start": [30, 10, 5], "stop": [70, 40, 95]})
+
+
+class BaselineTest(absltest.TestCase):
+  def test_bright_block_in_noise(self):
+    rng = np.random.default_rng(0)
+    array = rng.normal(0, 0.1, (40, 48, 56)).astype(np.float32)
+    array[10:30, 5:20, 30:50] += 1.0
+    box = baseline.threshold_box(volume.ArrayVolume(array), max_side=64)
+    self.assertEqual(box, {"start": [10, 5, 30], "stop": [30, 20, 50]})
+
+  def test_downsampled_box_maps_back_to_input_voxels(self):
+    array = np.zeros((64, 64, 64), np.float32)
+    array[16:48, 8:40, 24:56] = 1.0
+    box = baseline.threshold_box(volume.ArrayVolume(array), max_side=16)  # factor 4
+    self.assertEqual(box, {"start": [16, 8, 24], "stop": [48, 40, 56]})
+
+
+class MetricsTest(absltest.TestCase):
+  def test_by_hand(self):
+    truth = {"start": [0, 0, 0], "stop": [10, 10, 10]}
+    exact = evaluate.box_metrics(truth, truth, (20, 20, 20))
+    self.assertEqual((exact["mae_voxels"], exact["iou"], exact["recall"], exact["kept_fraction"]), (0.0, 1.0, 1.0, 0.125))
+    shifted = evaluate.box_metrics({"start": [2, 0, 0], "stop": [12, 10, 10]}, truth, (20, 20, 20))
+    self.assertAlmostEqual(shifted["mae_voxels"], 4 / 6)
+    self.assertAlmostEqual(shifted["relative_error_pct"], 100 * (4 / 6) / 20)
+    self.assertAlmostEqual(shifted["iou"], 800 / 1200)
+    self.assertAlmostEqual(shifted["recall"], 0.8)
+
+  def test_recall_counts_mask_voxels_and_null_keeps_everything(self):
+    mask = np.zeros((10, 10, 10), bool)
+    mask[2:4, 2:4, 2:4] = True
+    mask[8, 8, 8] = True
+    got = evaluate.box_metrics(
+      {"start": [0, 0, 0], "stop": [5, 5, 5]}, {"start": [2, 2, 2], "stop": [9, 9, 9]}, (10, 10, 10), mask
+    )
+    self.assertAlmostEqual(got["recall"], 8 / 9)
+    null = evaluate.box_metrics(None, {"start": [2, 2, 2], "stop": [9, 9, 9]}, (10, 10, 10), mask)
+    self.assertEqual((null["recall"], null["kept_fraction"]), (1.0, 1.0))
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -1,0 +1,136 @@
+"""Train step, train_and_evaluate with checkpoints and exact resume, SIGKILL mid-run,
+1-device vs 4-device equality, and two CPU processes with gloo collectives."""
+
+import functools
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+
+from configs import rotation_xenopus
+from ssl_ct import losses, tasks, train
+from ssl_ct.data import synthetic
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny_config(cache_dir, steps=2):
+  config = rotation_xenopus.get_config("tiny")
+  config.data.cache_dir = cache_dir
+  config.train.steps = steps
+  return config
+
+
+def _worker(workdir, cache_dir, steps, env=None, wait=True):
+  cmd = [sys.executable, "-m", "tests.train_worker", workdir, cache_dir, str(steps)]
+  full_env = {**os.environ, **(env or {})}
+  if not wait:
+    return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  result = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+class TrainTest(absltest.TestCase):
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.cache = tempfile.mkdtemp()
+    syn = rotation_xenopus.get_config("tiny").data.synthetic
+    synthetic.cached_set(
+      cls.cache, kind=syn.kind, num_volumes=syn.num_volumes, shape=tuple(syn.shape), seed=syn.seed, progress=False
+    )
+
+  def test_one_step_on_a_synthetic_batch(self):
+    config = _tiny_config(self.cache)
+    task = tasks.get_task(config)
+    model = task.make_model()
+    tx, schedule = train.make_optimizer(config.opt, 10)
+    batch = {
+      "ref": jnp.ones((4, 32, 32, 1)),
+      "twin": jnp.zeros((4, 32, 32, 1)),
+      "angle": jnp.arange(4),
+      "volume": jnp.zeros(4, jnp.int32),
+    }
+    state = train.create_train_state(model, batch, jax.random.key(0), tx)
+    step = jax.jit(functools.partial(train.train_step, loss_fn=losses.get_loss("rotation_nll"), schedule=schedule))
+    new_state, metrics = step(state, batch, jax.random.key(1))
+    self.assertEqual(int(new_state.step), 1)
+    self.assertTrue(np.isfinite(float(metrics["loss"])))
+    self.assertEqual(set(metrics), {"loss", "rot_acc", "l2_grads", "lr"})
+
+  def test_train_and_evaluate_writes_outputs_and_resumes_exactly(self):
+    straight, resumed = tempfile.mkdtemp(), tempfile.mkdtemp()
+    summary = train.train_and_evaluate(_tiny_config(self.cache, steps=3), straight)
+    self.assertIn("threshold baseline", summary)
+    for name in ("boxes.json", "baseline_boxes.json", "metrics.json", "report.md"):
+      self.assertTrue(os.path.exists(os.path.join(straight, "localization", name)), name)
+    with open(os.path.join(straight, "localization", "boxes.json")) as f:
+      self.assertLen(json.load(f), 3)
+    self.assertLen(glob.glob(os.path.join(straight, "localization", "curves", "*.png")), 3)
+    steps = [json.loads(line)["step"] for line in open(os.path.join(straight, "metrics.jsonl"))]
+    self.assertEqual(steps, [1, 2, 3])
+    # Resume from the step-2 checkpoint (step 3 never saved): same parameters as the straight run.
+    shutil.copytree(os.path.join(straight, "checkpoints"), os.path.join(resumed, "checkpoints"))
+    shutil.rmtree(os.path.join(resumed, "checkpoints", "3"))
+    a = _worker(straight, self.cache, 3)  # nothing left to train: loads step 3
+    b = _worker(resumed, self.cache, 3)
+    self.assertEqual((a["step"], b["step"]), (3, 3))
+    np.testing.assert_allclose(a["sample"], b["sample"], rtol=1e-6, atol=1e-7)
+
+  def test_localize_mode_needs_a_checkpoint(self):
+    with self.assertRaisesRegex(ValueError, "no checkpoint in"):
+      train.train_and_evaluate(_tiny_config(self.cache), tempfile.mkdtemp(), mode="localize")
+
+  def test_killed_mid_run_resumes_from_last_complete_checkpoint(self):
+    workdir = tempfile.mkdtemp()
+    proc = _worker(workdir, self.cache, 60, wait=False)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(glob.glob(os.path.join(workdir, "checkpoints", "[0-9]*"))) < 3:
+      time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # most likely during an async save
+    proc.wait()
+    self.assertGreaterEqual(len(glob.glob(os.path.join(workdir, "checkpoints", "*"))), 1)
+    finished = _worker(workdir, self.cache, 60)
+    self.assertEqual(finished["step"], 60)
+
+  def test_one_and_four_devices_agree(self):
+    one = _worker(tempfile.mkdtemp(), self.cache, 2, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+    four = _worker(tempfile.mkdtemp(), self.cache, 2, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    self.assertEqual((one["devices"], four["devices"]), (1, 4))
+    np.testing.assert_allclose(one["sample"], four["sample"], rtol=1e-4, atol=1e-6)
+
+  def test_two_processes_with_gloo(self):
+    port = 20000 + os.getpid() % 20000
+    workdir = tempfile.mkdtemp()  # shared by both processes, as on a cluster filesystem
+    procs = []
+    for pid in range(2):
+      env = {
+        "SSL_CT_COORDINATOR": f"localhost:{port}",
+        "SSL_CT_NUM_PROCESSES": "2",
+        "SSL_CT_PROCESS_ID": str(pid),
+        "JAX_PLATFORMS": "cpu",
+      }
+      procs.append(_worker(workdir, self.cache, 2, env=env, wait=False))
+    outputs = []
+    for proc in procs:
+      out, err = proc.communicate(timeout=300)
+      self.assertEqual(proc.returncode, 0, err[-3000:])
+      outputs.append(json.loads(out.strip().splitlines()[-1]))
+    self.assertEqual(sorted(o["process"] for o in outputs), [0, 1])
+    self.assertEqual(outputs[0]["devices"], 2)
+    np.testing.assert_array_equal(outputs[0]["sample"], outputs[1]["sample"])  # replicated parameters agree
+
+
+if __name__ == "__main__":
+  absltest.main()
