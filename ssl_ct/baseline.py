@@ -10,7 +10,7 @@ import scipy.ndimage
 from ssl_ct.data import intensity
 from ssl_ct.data import truth as truth_lib
 
-_MAX_SIDE = 128  # voxels per side of the downsampled volume the baseline thresholds
+_MAX_SIDE = 64  # voxels per side of the downsampled volume the baseline thresholds (averaging tames noise)
 
 
 def threshold_box(volume, volume_fov=None, max_side=_MAX_SIDE):
@@ -43,3 +43,10 @@ def scale_box(box, factor, shape):
     "start": [min(int(a) * factor, n - 1) for a, n in zip(box["start"], shape)],
     "stop": [min(int(b) * factor, n) for b, n in zip(box["stop"], shape)],
   }
+
+
+def shrink_box(box, factor):
+  """An input-voxel box -> the grid downsampled by `factor` (for figures)."""
+  if box is None or factor == 1:
+    return box
+  return {"start": [int(a) // factor for a in box["start"]], "stop": [-(-int(b) // factor) for b in box["stop"]]}

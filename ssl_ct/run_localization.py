@@ -50,5 +50,5 @@ def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True):
     baseline_boxes=baseline_boxes,
     metrics=metrics if complete else None,
     baseline_metrics=baseline_metrics if complete else None,
-    shapes={v.name: v.shape for v in dataset.volumes},
+    shapes={v.name: dataset.input_shape(v.name) for v in dataset.volumes},
   )

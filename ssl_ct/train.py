@@ -10,6 +10,7 @@ import os
 import time
 
 import flax.linen as nn
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +20,6 @@ from absl import logging
 from flax.training import train_state
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
-
-import grain
 
 from ssl_ct import checkpoint, losses, metric_writer, run_localization, tasks
 from ssl_ct.data import prepare

@@ -17,6 +17,9 @@ _SAMPLED_PLANES = 9
 _MIN_OUTSIDE_FRACTION = 0.03  # less than this constant border: no field of view to respect
 _MIN_DISK_IOU = 0.9  # a constant region that is not the outside of a disk is background, not a field of view
 _MIN_WINDOW_FRACTION = 0.2  # narrower valid chords (the cylinder's rim) give no window
+# Windows keep this far inside the estimated rim: a sliver of the rim inside the model's disk
+# is an edge that turns with the slice, and the network reads the rotation off it.
+_RIM_MARGIN_FRACTION, _RIM_MARGIN_VOXELS = 0.03, 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,14 +61,15 @@ def slice_windows(shape, fov, axis, index, stride_fraction=0.5):
   """
   d, h, w = shape
   plane = [(h, w), (d, w), (d, h)][axis]
+  radius = None if fov is None else fov.radius * (1 - _RIM_MARGIN_FRACTION) - _RIM_MARGIN_VOXELS
   if fov is None:
     row_range, col_range = (0, plane[0]), (0, plane[1])
   elif axis == 0:  # the square around the disk: its inscribed disk is the field of view itself
-    row_range = _valid_range(fov.center_yx[0], fov.radius, h)
-    col_range = _valid_range(fov.center_yx[1], fov.radius, w)
+    row_range = _valid_range(fov.center_yx[0], radius, h)
+    col_range = _valid_range(fov.center_yx[1], radius, w)
   else:  # the slice cuts the cylinder in a band along z, as wide as the chord at this y (or x)
     offset = index - fov.center_yx[axis - 1]
-    half_chord = np.sqrt(max(fov.radius**2 - offset**2, 0.0))
+    half_chord = np.sqrt(max(radius**2 - offset**2, 0.0))
     row_range = (0, d)
     col_range = _valid_range(fov.center_yx[2 - axis], half_chord, plane[1])
   min_side = max(4, int(_MIN_WINDOW_FRACTION * min(plane)))

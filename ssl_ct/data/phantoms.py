@@ -17,7 +17,7 @@ import scipy.spatial
 from ssl_ct.data import tomography
 
 MEDIUM_MU_128 = 0.012  # medium attenuation per voxel at a 128-voxel slice
-GENERATOR_VERSION = 2  # part of the cache key: bump when the physics or anatomy change
+GENERATOR_VERSION = 6  # part of the cache key: bump when the physics or anatomy change
 
 
 @dataclasses.dataclass
@@ -65,7 +65,8 @@ def cell_texture(points_Px3, coords_3xM, membrane_width, rng):
 
 
 def xenopus(shape, rng):
-  """Embryo: lumpy ellipsoid with cellular texture and a blastocoel-like cavity, in medium."""
+  """Embryo: lumpy ellipsoid with cellular texture, a yolk gradient (animal-vegetal axis) and a
+  blastocoel-like cavity in the animal half, in medium."""
   d, h, w = shape
   mu_medium = MEDIUM_MU_128 * 128 / h
   # The box is drawn to fill 10-40% of the volume; the circular field of view caps the largest.
@@ -83,7 +84,7 @@ def xenopus(shape, rng):
   shape_field = sum((local[i] / radii[i]) ** 2 for i in range(3))
   lumps = smooth_noise(shape, max(4, radii.min() / 2), rng)
   embryo = shape_field + 0.1 * lumps <= 1.0
-  cavity_center = np.array([0.35 * radii[0], 0.0, 0.0]) * rng.choice([-1, 1])
+  cavity_center = np.array([-0.35 * radii[0], 0.0, 0.0])  # animal half, away from the yolk
   cavity = sum(((local[i] - cavity_center[i]) / (0.45 * radii[i])) ** 2 for i in range(3)) <= 1.0
   cavity &= embryo
   coords = np.argwhere(embryo).T.astype(np.float32)
@@ -91,9 +92,16 @@ def xenopus(shape, rng):
   num_cells = int(embryo.sum() / cell_size**3) + 4
   points = coords[:, rng.choice(coords.shape[1], num_cells, replace=False)].T + rng.uniform(-0.5, 0.5, (num_cells, 3))
   membrane, cell_value = cell_texture(points, coords, 0.6, rng)
-  mu = np.full(shape, mu_medium, np.float32)  # homogeneous medium: the paper's assumption on the background
+  # Homogeneous medium (the paper's assumption on the background) in a cylindrical holder inside the
+  # field of view, air outside: medium beyond the field of view would truncate the projections.
+  yy, xx = np.indices((h, w), dtype=np.float32)
+  holder = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) < 0.49 * h
+  mu = np.zeros(shape, np.float32)
+  mu[:, holder] = mu_medium
   contrast = rng.uniform(0.15, 0.35)
-  tissue = mu_medium * (1 + contrast * (1 + 0.25 * cell_value + 0.6 * membrane))
+  # Yolk: denser towards the vegetal pole, along the embryo's (randomly oriented) first axis.
+  vegetal = np.clip(local[0][tuple(coords.astype(int))] / radii[0], -1, 1)
+  tissue = mu_medium * (1 + contrast * (1 + 0.4 * vegetal + 0.25 * cell_value + 0.6 * membrane))
   mu[tuple(coords.astype(int))] = tissue
   mu[cavity] = mu_medium * (1 + 0.08 * contrast)
   _add_debris(mu, embryo, rng, mu_medium)
@@ -181,7 +189,7 @@ def synthesize(kind, shape, seed, index):
   phantom = GENERATORS[kind](tuple(shape), rng)
   artifacts = {
     "ring_strength": rng.choice([0.0, rng.uniform(0.004, 0.012)]),
-    "beam_hardening": rng.choice([0.0, rng.uniform(0.03, 0.08)]),
+    "beam_hardening": rng.choice([0.0, rng.uniform(0.01, 0.03)]),  # mild: synchrotron beams are near monochromatic
   }
   recon = tomography.scan(phantom.mu_DxHxW, rng, num_angles=shape[1], **artifacts)
   return recon.astype(np.float32), phantom, {k: float(v) for k, v in artifacts.items()}

@@ -1,19 +1,48 @@
 """From `config.data` to opened volumes and their ground truth (if any)."""
 
 import dataclasses
+import hashlib
 import logging
+import math
 import os
 
-from ssl_ct.data import fov, intensity, sources, synthetic, truth
+from ssl_ct.data import formats, fov, intensity, sources, synthetic, truth, zarr_writer
 
 
 @dataclasses.dataclass
 class Dataset:
-  volumes: list  # ssl_ct.data.volume.Volume, one per input volume
+  volumes: list  # ssl_ct.data.volume.Volume per input volume, as analysed (downscaled if asked)
   ranges: dict  # name -> (low, high) intensity range for normalization
   fovs: dict  # name -> fov.FieldOfView of the reconstruction, or None
   truth: dict  # name -> truth entry (see ssl_ct/data/truth.py); {} without ground truth
   root: str  # folder the data came from ("" for a list of specs)
+  factors: dict = dataclasses.field(default_factory=dict)  # name -> downscale factor (1: as stored)
+  input_shapes: dict = dataclasses.field(default_factory=dict)  # name -> shape of the input volume
+
+  def factor(self, name):
+    return self.factors.get(name, 1)
+
+  def input_shape(self, name):
+    return self.input_shapes.get(name) or next(v.shape for v in self.volumes if v.name == name)
+
+
+def _source_stamp(volume):
+  """Changes when the input volume changes (path, shape, dtype, modification time)."""
+  path = formats.split_hdf5(volume.source)[0]
+  mtime = os.path.getmtime(path) if os.path.exists(path) else 0
+  return hashlib.sha1(f"{volume.source}|{volume.shape}|{volume.dtype}|{mtime}".encode()).hexdigest()[:8]
+
+
+def downscaled(volume, downscale_to, cache_dir, progress=True):
+  """(volume to analyse, factor): a block-mean copy cached as zarr when the volume is larger than `downscale_to`."""
+  if not downscale_to or max(volume.shape) <= downscale_to:
+    return volume, 1
+  factor = math.ceil(max(volume.shape) / downscale_to)
+  path = os.path.join(cache_dir, f"{volume.name}_x{factor}_{_source_stamp(volume)}.zarr")
+  if not os.path.exists(path):
+    logging.info("downscaling %s by %d into %s", volume.name, factor, path)
+    zarr_writer.write_zarr3(volume.downsample(factor, progress=progress), path, attributes={"ssl_ct": {"source": volume.source, "factor": factor}})
+  return formats.open_volume(path, name=volume.name), factor
 
 
 def data_root(data_config, workdir, progress=True):
@@ -50,14 +79,18 @@ def _truth_for(root, volumes):
 def load_dataset(data_config, workdir, progress=True):
   """Opens every volume, checks it (NaN, constant, shape), finds its field of view and intensity range."""
   root = data_root(data_config, workdir, progress)
-  volumes = sources.open_volumes(root)
+  inputs = sources.open_volumes(root)
+  volumes, factors = [], {}
+  for v in inputs:
+    analysed, factors[v.name] = downscaled(v, data_config.downscale_to, os.path.join(workdir, "cache"), progress)
+    volumes.append(analysed)
   ranges, fovs = {}, {}
   for v in volumes:
     fovs[v.name] = fov.estimate_fov(v)
     fill = fovs[v.name].fill if fovs[v.name] else None
     percentiles = {"low_percentile": data_config.low_percentile, "high_percentile": data_config.high_percentile}
     ranges[v.name] = intensity.intensity_range(v, fill=fill, **percentiles)
-  gt, folder = _truth_for(root, volumes)
+  gt, folder = _truth_for(root, inputs)
   for v in volumes:
     fov_text = f"field of view r={fovs[v.name].radius:.0f}" if fovs[v.name] else "no field of view"
     has_truth = " (truth)" if v.name in gt else ""
@@ -71,4 +104,5 @@ def load_dataset(data_config, workdir, progress=True):
       fov_text,
       has_truth,
     )
-  return Dataset(volumes=volumes, ranges=ranges, fovs=fovs, truth=gt, root=folder)
+  shapes = {v.name: v.shape for v in inputs}
+  return Dataset(volumes=volumes, ranges=ranges, fovs=fovs, truth=gt, root=folder, factors=factors, input_shapes=shapes)

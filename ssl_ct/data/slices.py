@@ -37,8 +37,8 @@ def rotate_resize(square_SxS, size, angle_deg):
   matrix = scale * np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
   c_in, c_out = (s - 1) / 2, (size - 1) / 2
   offset = c_in - matrix @ np.array([c_out, c_out])
-  if scale > 1.5:  # anti-alias before a strong downscale
-    square_SxS = scipy.ndimage.uniform_filter(square_SxS, size=int(round(scale)))
+  if scale > 1.5:  # anti-alias before a strong downscale; a centred kernel (an even box filter shifts by half a pixel)
+    square_SxS = scipy.ndimage.gaussian_filter(square_SxS, sigma=0.5 * scale, mode="nearest")
   return scipy.ndimage.affine_transform(square_SxS, matrix, offset, output_shape=(size, size), order=1, mode="nearest")
 
 

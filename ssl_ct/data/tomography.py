@@ -10,6 +10,7 @@ Shapes: Z = slices, N = slice side (N x N), A = projection angles, T = detector 
 import functools
 
 import numpy as np
+import scipy.ndimage
 import scipy.sparse
 
 
@@ -79,17 +80,22 @@ def field_of_view(size):
   return (c[:, None] ** 2 + c[None, :] ** 2) <= (size / 2) ** 2
 
 
-def scan(mu_ZxNxN, rng, *, num_angles, photons=8e3, electronic_noise=2.0, ring_strength=0.0, beam_hardening=0.0):
+def scan(mu_ZxNxN, rng, *, num_angles, photons=8e3, electronic_noise=2.0, ring_strength=0.0, beam_hardening=0.0, psf_sigma=0.8):
   """Simulated acquisition + reconstruction of an attenuation map (per-pixel mu).
 
-  Poisson photon noise and Gaussian read noise on the detector counts; per-bin gain
-  errors (`ring_strength`, relative std) give ring artifacts; a quadratic loss of
-  effective attenuation with path length (`beam_hardening`) gives cupping.
+  Poisson photon noise on the detector counts, blurred by the detector's point spread
+  function across its rows (z) and columns (`psf_sigma`, pixels: scintillator and optics),
+  then Gaussian read noise; per-column gain errors (`ring_strength`, relative std) give
+  ring artifacts; a quadratic loss of effective attenuation with path length
+  (`beam_hardening`) gives cupping.
   """
   path_ZxAxT = project(mu_ZxNxN, num_angles)
   path_ZxAxT = path_ZxAxT - beam_hardening * path_ZxAxT**2
   gain_T = 1.0 + ring_strength * rng.standard_normal(path_ZxAxT.shape[-1])
   expected = photons * gain_T * np.exp(-path_ZxAxT)
-  counts = rng.poisson(expected) + electronic_noise * rng.standard_normal(expected.shape)
+  counts = rng.poisson(expected).astype(np.float32)
+  if psf_sigma > 0:  # light spreads in the scintillator after the photons are counted: noise correlates in z too
+    counts = scipy.ndimage.gaussian_filter(counts, sigma=(psf_sigma, 0, psf_sigma), mode="nearest")
+  counts = counts + electronic_noise * rng.standard_normal(expected.shape)
   measured = -np.log(np.maximum(counts, 1.0) / photons)  # flat field without the gain error
   return fbp(measured.astype(np.float32))

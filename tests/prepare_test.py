@@ -1,0 +1,35 @@
+"""Data preparation: downscaled analysis copies are cached, and boxes map back to input voxels."""
+
+import os
+import tempfile
+
+import ml_collections
+import numpy as np
+from absl.testing import absltest
+
+from ssl_ct import baseline
+from ssl_ct.data import prepare, zarr_writer
+
+
+class PrepareTest(absltest.TestCase):
+  def test_downscaled_copy_is_cached_and_boxes_map_back(self):
+    folder, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
+    array = np.zeros((40, 36, 36), np.float32)
+    array[8:24, 4:20, 12:32] = 1.0
+    array += np.random.default_rng(0).normal(0, 0.01, array.shape).astype(np.float32)
+    zarr_writer.write_zarr3(array, os.path.join(folder, "scan.zarr"))
+    config = ml_collections.ConfigDict({"path": folder, "downscale_to": 20, "low_percentile": 0.5, "high_percentile": 99.5})
+    dataset = prepare.load_dataset(config, workdir, progress=False)
+    (volume,) = dataset.volumes
+    self.assertEqual((dataset.factor("scan"), volume.shape, dataset.input_shape("scan")), (2, (20, 18, 18), (40, 36, 36)))
+    (cached,) = os.listdir(os.path.join(workdir, "cache"))
+    np.testing.assert_allclose(volume.read(), array.reshape(20, 2, 18, 2, 18, 2).mean((1, 3, 5)), rtol=1e-5, atol=1e-6)
+    stamp = os.path.getmtime(os.path.join(workdir, "cache", cached))
+    prepare.load_dataset(config, workdir, progress=False)
+    self.assertEqual(os.path.getmtime(os.path.join(workdir, "cache", cached)), stamp)  # reused, not rewritten
+    grid_box = baseline.threshold_box(volume)
+    self.assertEqual(baseline.scale_box(grid_box, 2, (40, 36, 36)), {"start": [8, 4, 12], "stop": [24, 20, 32]})
+
+
+if __name__ == "__main__":
+  absltest.main()
