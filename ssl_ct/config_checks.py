@@ -65,6 +65,7 @@ _RULES = (
   ("localize.smooth", lambda v: _is_num(v, 0, 0.5), "a fraction of the axis in [0, 0.5]"),
   ("localize.level", lambda v: _is_num(v, 0, 1), "a fraction in [0, 1]"),
   ("localize.min_contrast", lambda v: _is_num(v, 0, 1), "a certainty difference in [0, 1]"),
+  ("localize.max_gap", lambda v: _is_num(v, 0, 0.5), "a fraction of the axis in [0, 0.5]"),
 )
 
 

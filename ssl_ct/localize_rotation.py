@@ -9,10 +9,12 @@ leave the sample's structure as the cue. Slices with several field-of-view windo
 their most certain window. Slices are scored in fixed-size batches through one jit-compiled function, so
 memory holds one batch and the curves, whatever the volume size.
 
-Curve rule (per axis): median-smooth the curve, split its values in two classes with Otsu's
-threshold, and call the axis empty when the classes' means differ by less than
-`min_contrast`. Otherwise cut at `level` between the two class means and keep the run of
-slices above the cut with the largest area above it: that run is the sample's interval.
+Curve rule (per axis): median-smooth the curve; take the background and sample certainty
+levels as its 10th and 90th percentiles (the sample fills part of the axis, never all of
+it); call the axis empty when they differ by less than `min_contrast` or than
+`noise_factor` times the curve's own slice-to-slice noise; otherwise cut at
+`level` of the way from background to sample, close dips shorter than `max_gap` (fraction
+of the axis) and keep the run above the cut with the largest area: the sample's interval.
 """
 
 import jax
@@ -20,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.ndimage
 
-from ssl_ct.data import fov, intensity, slices
+from ssl_ct.data import fov, slices
 
 
 def make_p0_fn(model, zero_class):
@@ -104,17 +106,21 @@ def smooth_curve(curve, window_fraction):
   return scipy.ndimage.median_filter(filled, size=window, mode="nearest")
 
 
-def interval_from_curve(curve, *, smooth=0.03, level=0.5, min_contrast=0.15):
+def curve_noise(curve):
+  """Robust std of the slice-to-slice jitter (MAD of first differences)."""
+  diffs = np.diff(curve[~np.isnan(curve)])
+  return float(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / np.sqrt(2)) if len(diffs) else 0.0
+
+
+def interval_from_curve(curve, *, smooth=0.03, level=0.3, min_contrast=0.1, max_gap=0.05, noise_factor=4.0):
   """Half-open (start, stop) of the sample along one axis, or None when the curve shows no sample."""
   values = smooth_curve(curve, smooth)
-  if np.ptp(values) <= 0:
+  background, sample = np.percentile(values, [10, 90])
+  if sample - background < max(min_contrast, noise_factor * curve_noise(curve)):
     return None
-  cut = intensity.otsu_threshold(values)
-  high, low = values[values >= cut], values[values < cut]
-  if len(low) == 0 or len(high) == 0 or high.mean() - low.mean() < min_contrast:
-    return None
-  threshold = low.mean() + level * (high.mean() - low.mean())
-  above = values > threshold
+  threshold = background + level * (sample - background)
+  gap = max(1, int(round(max_gap * len(values))))
+  above = scipy.ndimage.binary_closing(np.pad(values > threshold, gap), structure=np.ones(gap + 1, bool))[gap:-gap]
   labels, count = scipy.ndimage.label(above)
   if count == 0:
     return None

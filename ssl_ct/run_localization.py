@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import tqdm
 
 from ssl_ct import baseline, evaluate, plots, report
@@ -37,6 +38,7 @@ def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True):
       baseline_metrics[name] = evaluate.box_metrics(baseline_boxes[name], truth_box, volume.shape, mask)
     if plot:
       if "curves" in extras:
+        np.savez(os.path.join(out_dir, "curves", f"{name}.npz"), **{f"axis{a}": c for a, c in extras["curves"].items()})
         plots.plot_certainty_curves(
           name, extras["curves"], extras["smoothed"], boxes[name], truth_box, os.path.join(out_dir, "curves", f"{name}.png")
         )

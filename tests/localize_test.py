@@ -26,7 +26,9 @@ class CurveRuleTest(absltest.TestCase):
     self.assertLessEqual(abs(stop - 70), 2)
 
   def test_flat_curve_is_no_sample(self):
-    self.assertIsNone(localize_rotation.interval_from_curve(_curve(high=0.25)))
+    # A rise smaller than min_contrast (0.1) over the background is no sample.
+    self.assertIsNone(localize_rotation.interval_from_curve(_curve(high=0.26, noise=0.02)))
+    self.assertIsNone(localize_rotation.interval_from_curve(_curve(high=0.2, noise=0.05)))
     self.assertIsNone(localize_rotation.interval_from_curve(np.full(50, 0.5, np.float32)))
 
   def test_keeps_the_run_with_the_largest_area(self):
@@ -35,7 +37,7 @@ class CurveRuleTest(absltest.TestCase):
     self.assertEqual(localize_rotation.interval_from_curve(curve), (50, 90))
 
   def test_box_is_none_when_one_axis_is_empty(self):
-    curves = {0: _curve(), 1: _curve(start=10, stop=40), 2: _curve(high=0.2)}
+    curves = {0: _curve(), 1: _curve(start=10, stop=40), 2: _curve(high=0.2, noise=0.02)}
     self.assertIsNone(localize_rotation.box_from_curves(curves))
     curves[2] = _curve(start=5, stop=95)
     self.assertEqual(localize_rotation.box_from_curves(curves), {"start": [30, 10, 5], "stop": [70, 40, 95]})

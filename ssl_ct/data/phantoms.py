@@ -17,7 +17,7 @@ import scipy.spatial
 from ssl_ct.data import tomography
 
 MEDIUM_MU_128 = 0.012  # medium attenuation per voxel at a 128-voxel slice
-GENERATOR_VERSION = 6  # part of the cache key: bump when the physics or anatomy change
+GENERATOR_VERSION = 7  # part of the cache key: bump when the physics or anatomy change
 
 
 @dataclasses.dataclass
@@ -98,12 +98,15 @@ def xenopus(shape, rng):
   holder = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) < 0.49 * h
   mu = np.zeros(shape, np.float32)
   mu[:, holder] = mu_medium
-  contrast = rng.uniform(0.15, 0.35)
+  contrast = rng.uniform(0.2, 0.4)
   # Yolk: denser towards the vegetal pole, along the embryo's (randomly oriented) first axis.
   vegetal = np.clip(local[0][tuple(coords.astype(int))] / radii[0], -1, 1)
-  tissue = mu_medium * (1 + contrast * (1 + 0.4 * vegetal + 0.25 * cell_value + 0.6 * membrane))
+  # In-vivo embryos are nearly iso-attenuating with their medium (why a threshold fails on them): the
+  # tissue averages to the medium, its structure (yolk gradient, membranes, cell-to-cell variation) does not.
+  structure = 0.6 * vegetal + 0.4 * cell_value + membrane
+  tissue = mu_medium * (1 + contrast * (structure - structure.mean()))
   mu[tuple(coords.astype(int))] = tissue
-  mu[cavity] = mu_medium * (1 + 0.08 * contrast)
+  mu[cavity] = mu_medium * (1 - 0.3 * contrast)  # blastocoel fluid, slightly below the medium
   _add_debris(mu, embryo, rng, mu_medium)
   labels = embryo.astype(np.uint8) + cavity.astype(np.uint8)
   return Phantom(mu, embryo, labels, {"0": "background", "1": "tissue", "2": "cavity"})

@@ -41,7 +41,9 @@ def downscaled(volume, downscale_to, cache_dir, progress=True):
   path = os.path.join(cache_dir, f"{volume.name}_x{factor}_{_source_stamp(volume)}.zarr")
   if not os.path.exists(path):
     logging.info("downscaling %s by %d into %s", volume.name, factor, path)
-    zarr_writer.write_zarr3(volume.downsample(factor, progress=progress), path, attributes={"ssl_ct": {"source": volume.source, "factor": factor}})
+    zarr_writer.write_zarr3(
+      volume.downsample(factor, progress=progress), path, attributes={"ssl_ct": {"source": volume.source, "factor": factor}}
+    )
   return formats.open_volume(path, name=volume.name), factor
 
 
