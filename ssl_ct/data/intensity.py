@@ -11,26 +11,36 @@ from ssl_ct.errors import InputError
 _MAX_SAMPLES = 2_000_000
 
 
-def subsample(volume, max_samples=_MAX_SAMPLES):
-  """About `max_samples` voxels on a regular grid through the whole volume (float64)."""
+def subsample(volume, max_samples=_MAX_SAMPLES, disk=None):
+  """About `max_samples` voxels on a regular grid through the volume (float64).
+
+  `disk` = (center_y, center_x, radius) keeps only voxels inside that axial disk.
+  """
   stride = max(1, int(np.ceil((np.prod(volume.shape) / max_samples) ** (1 / 3))))
   offset = stride // 2
-  planes = [volume.slice(0, z)[offset::stride, offset::stride] for z in range(offset, volume.shape[0], stride)]
-  return np.stack(planes).astype(np.float64).ravel()
+  planes = np.stack([volume.slice(0, z)[offset::stride, offset::stride] for z in range(offset, volume.shape[0], stride)])
+  if disk is not None:
+    yy, xx = (np.arange(offset, n, stride) for n in volume.shape[1:])
+    inside = (yy[:, None] - disk[0]) ** 2 + (xx[None, :] - disk[1]) ** 2 <= disk[2] ** 2
+    planes = planes[:, inside]
+  return planes.astype(np.float64).ravel()
 
 
-def intensity_range(volume, *, low_percentile=0.5, high_percentile=99.5, max_samples=_MAX_SAMPLES, fill=None):
-  """(low, high) percentiles of a strided subsample, ignoring voxels equal to `fill` (outside the field of view).
+def intensity_range(volume, *, low_percentile=0.5, high_percentile=99.5, max_samples=_MAX_SAMPLES, fov=None):
+  """(low, high) percentiles of a strided subsample; rejects NaN/Inf and constant volumes.
 
-  Rejects NaN/Inf and constant volumes.
+  With a field of view (ssl_ct/data/fov.py) only voxels within 0.9 of its radius count: the
+  fill outside it and the rim (holder walls, air gaps, edge artifacts) would otherwise set
+  the range and squeeze the sample's contrast.
   """
   if not 0 <= low_percentile < high_percentile <= 100:
     raise InputError(f"percentiles must satisfy 0 <= low < high <= 100, got {low_percentile}, {high_percentile}")
   values = subsample(volume, max_samples)
   if not np.all(np.isfinite(values)):
     raise InputError(f"{volume.source}: volume contains NaN or Inf voxels; replace them (e.g. np.nan_to_num) before use")
-  if fill is not None and np.any(values != fill):
-    values = values[values != fill]
+  if fov is not None:
+    inner = subsample(volume, max_samples, disk=(*fov.center_yx, 0.9 * fov.radius))
+    values = inner if np.ptp(inner) > 0 else values
   low, high = np.percentile(values, [low_percentile, high_percentile])
   if high <= low:
     low, high = values.min(), values.max()

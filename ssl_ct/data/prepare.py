@@ -89,9 +89,8 @@ def load_dataset(data_config, workdir, progress=True):
   ranges, fovs = {}, {}
   for v in volumes:
     fovs[v.name] = fov.estimate_fov(v)
-    fill = fovs[v.name].fill if fovs[v.name] else None
     percentiles = {"low_percentile": data_config.low_percentile, "high_percentile": data_config.high_percentile}
-    ranges[v.name] = intensity.intensity_range(v, fill=fill, **percentiles)
+    ranges[v.name] = intensity.intensity_range(v, fov=fovs[v.name], **percentiles)
   gt, folder = _truth_for(root, inputs)
   for v in volumes:
     fov_text = f"field of view r={fovs[v.name].radius:.0f}" if fovs[v.name] else "no field of view"
