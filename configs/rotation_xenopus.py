@@ -69,7 +69,7 @@ def get_config(arg=None):
   config.localize.twin_offsets = (0.05, 0.1)  # unrotated twins at +- these fractions of the axis (<= twin_range)
   config.localize.batch_size = 64  # pairs per scoring call
   config.localize.smooth = 0.03  # median-filter window, fraction of the axis
-  config.localize.level = 0.3  # cut between background (0) and sample (1) certainty levels
+  config.localize.level = 0.05  # cut between background (0) and sample (1) certainty levels
   config.localize.min_contrast = 0.1  # sample minus background certainty below this: no sample
   config.localize.max_gap = 0.05  # dips shorter than this fraction of the axis do not split the sample
 

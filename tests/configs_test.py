@@ -75,7 +75,7 @@ class ConfigTest(parameterized.TestCase):
 class MainTest(absltest.TestCase):
   def test_prepare_writes_config_and_caches_the_synthetic_set(self):
     workdir = tempfile.mkdtemp()
-    first = run_main("--config=configs/rotation_xenopus.py:tiny", f"--workdir={workdir}")
+    first = run_main("--config=configs/rotation_xenopus.py:tiny", f"--workdir={workdir}", "--mode=prepare")
     self.assertEqual(first.returncode, 0, first.stderr[-2000:])
     self.assertIn("prepared 3 volumes (3 with ground truth)", first.stdout)
     with open(os.path.join(workdir, "config.json")) as f:
@@ -83,10 +83,12 @@ class MainTest(absltest.TestCase):
     (set_dir,) = os.listdir(os.path.join(workdir, "data"))
     truth_file = os.path.join(workdir, "data", set_dir, "truth.json")
     stamp = os.path.getmtime(truth_file)
-    second = run_main("--config=configs/rotation_xenopus.py:tiny", f"--workdir={workdir}")
+    second = run_main("--config=configs/rotation_xenopus.py:tiny", f"--workdir={workdir}", "--mode=prepare")
     self.assertEqual(second.returncode, 0, second.stderr[-2000:])
     self.assertEqual(os.path.getmtime(truth_file), stamp)
-    changed = run_main("--config=configs/rotation_xenopus.py:tiny", f"--workdir={workdir}", "--config.opt.lr=0.5")
+    changed = run_main(
+      "--config=configs/rotation_xenopus.py:tiny", f"--workdir={workdir}", "--mode=prepare", "--config.opt.lr=0.5"
+    )
     self.assertEqual(changed.returncode, 2)
     self.assertIn("holds a different config", changed.stderr)
 

@@ -1,5 +1,6 @@
 """End-to-end quality on a small held-out synthetic set: the trained rotation model must beat
-the threshold baseline. Sized for CI (about two minutes on 2 cores)."""
+the threshold baseline. The slowest test (a few minutes on 2 cores): smaller volumes or
+slices leave the model at chance within a CI budget."""
 
 import tempfile
 
@@ -13,12 +14,9 @@ def small_config():
   config = rotation_xenopus.get_config("demo")
   config.data.synthetic.seed = 1  # not the demo set the curve rule was looked at on
   config.data.synthetic.num_volumes = 6
-  config.data.synthetic.shape = (64, 64, 64)
-  config.data.slice_size = 32
-  config.model.width = 8
-  config.train.steps = 500
+  config.train.steps = 1000
   config.train.log_every = 100
-  config.train.checkpoint_every = 500
+  config.train.checkpoint_every = 1000
   return config
 
 

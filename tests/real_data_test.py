@@ -59,6 +59,7 @@ class RealDataTest(parameterized.TestCase):
         "ssl_ct.main",
         "--config=configs/rotation_xenopus.py:tiny",
         f"--workdir={workdir}",
+        "--mode=prepare",
         f"--config.data.path={helpers.REAL_DATA}",
       ],
       capture_output=True,
