@@ -1,7 +1,7 @@
 r"""Throughput of the rotation pipeline alone, the train step alone, and localization.
 
   python experiments/bench_train.py                 # demo config
-  python experiments/bench_train.py --config=paper --steps=3   # paper config (ResNet-50, 504 px): a few steps
+  python experiments/bench_train.py --config=paper --steps=2   # paper config (ResNet-50, 504 px): a few steps
 
 Prints pairs/s of the data pipeline (no model), pairs/s of the jit-compiled train step on a
 fixed batch (no data loading), and seconds per volume for certainty-curve localization.
@@ -68,10 +68,14 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--config", choices=("demo", "paper"), default="demo")
   parser.add_argument("--steps", type=int, default=20)
+  parser.add_argument("--workers", type=int, default=-1, help="grain worker processes (-1: the config's)")
   args = parser.parse_args()
   config = rotation_xenopus.get_config("demo" if args.config == "demo" else "")
+  if args.workers >= 0:
+    config.data.num_workers = args.workers
   if args.config == "paper":  # the paper's network and input size on two small synthetic volumes
     config.data.synthetic.num_volumes, config.data.synthetic.shape, config.data.batch_size = 2, (112, 112, 112), 8
+    config.data.num_workers = 0 if args.workers < 0 else args.workers
   workdir = tempfile.mkdtemp()
   dataset = prepare.load_dataset(config.data, workdir, progress=False)
   task = tasks.get_task(config)
