@@ -10,6 +10,7 @@ A window is (row0, row1, col0, col1) in the slice plane: axis 0 -> (y, x), 1 -> 
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -76,6 +77,7 @@ def slice_windows(shape, fov, axis, index, stride_fraction=0.5):
   return _square_tiles(row_range, col_range, stride_fraction, min_side)
 
 
+@functools.lru_cache(maxsize=4096)  # called per training pair; shapes and fields of view repeat
 def valid_indices(shape, fov, axis):
   """Half-open range of slice indices along `axis` that have at least one window."""
   valid = [i for i in range(shape[axis]) if slice_windows(shape, fov, axis, i)]
