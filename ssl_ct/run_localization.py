@@ -29,20 +29,23 @@ def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True):
   boxes, baseline_boxes, metrics, baseline_metrics = {}, {}, {}, {}
   for volume in tqdm.tqdm(dataset.volumes, desc="localize", unit="vol"):
     name, volume_fov, value_range = volume.name, dataset.fovs[volume.name], dataset.ranges[volume.name]
-    boxes[name], extras = localize(volume, volume_fov, value_range)
-    baseline_boxes[name] = baseline.threshold_box(volume, volume_fov)
+    factor, shape = dataset.factor(name), dataset.input_shape(name)
+    grid_box, extras = localize(volume, volume_fov, value_range)  # on the analysed (maybe downscaled) grid
+    grid_baseline = baseline.threshold_box(volume, volume_fov)
+    boxes[name] = baseline.scale_box(grid_box, factor, shape)
+    baseline_boxes[name] = baseline.scale_box(grid_baseline, factor, shape)
     truth_box = dataset.truth.get(name, {}).get("box")
     if truth_box is not None:
       mask = _mask_of(dataset, name)
-      metrics[name] = evaluate.box_metrics(boxes[name], truth_box, volume.shape, mask)
-      baseline_metrics[name] = evaluate.box_metrics(baseline_boxes[name], truth_box, volume.shape, mask)
+      metrics[name] = evaluate.box_metrics(boxes[name], truth_box, shape, mask)
+      baseline_metrics[name] = evaluate.box_metrics(baseline_boxes[name], truth_box, shape, mask)
     if plot:
+      grid_truth = baseline.shrink_box(truth_box, factor)
       if "curves" in extras:
         np.savez(os.path.join(out_dir, "curves", f"{name}.npz"), **{f"axis{a}": c for a, c in extras["curves"].items()})
-        plots.plot_certainty_curves(
-          name, extras["curves"], extras["smoothed"], boxes[name], truth_box, os.path.join(out_dir, "curves", f"{name}.png")
-        )
-      shown = [(boxes[name], _STYLES["predicted"]), (truth_box, _STYLES["truth"]), (baseline_boxes[name], _STYLES["baseline"])]
+        curves_png = os.path.join(out_dir, "curves", f"{name}.png")
+        plots.plot_certainty_curves(name, extras["curves"], extras["smoothed"], grid_box, grid_truth, curves_png)
+      shown = [(grid_box, _STYLES["predicted"]), (grid_truth, _STYLES["truth"]), (grid_baseline, _STYLES["baseline"])]
       plots.plot_box_overlay(volume, shown, os.path.join(out_dir, "overlays", f"{name}.png"), value_range)
   complete = len(metrics) == len(boxes)
   return report.write_report(

@@ -33,3 +33,27 @@ class PrepareTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+class LocalizeOnDownscaledGridTest(absltest.TestCase):
+  def test_boxes_json_is_in_input_voxels(self):
+    import json
+
+    from ssl_ct import run_localization
+    from ssl_ct.data import volume as volume_lib
+
+    analysed = volume_lib.ArrayVolume(np.random.default_rng(0).uniform(size=(20, 18, 18)).astype(np.float32), name="scan")
+    dataset = prepare.Dataset(
+      volumes=[analysed],
+      ranges={"scan": (0.0, 1.0)},
+      fovs={"scan": None},
+      truth={},
+      root="",
+      factors={"scan": 2},
+      input_shapes={"scan": (40, 36, 35)},
+    )
+    grid_box = {"start": [2, 3, 4], "stop": [10, 12, 18]}
+    out = tempfile.mkdtemp()
+    run_localization.localize_dataset(dataset, lambda *_: (grid_box, {}), out, method_name="fixed", plot=False)
+    with open(os.path.join(out, "boxes.json")) as f:
+      self.assertEqual(json.load(f)["scan"], {"start": [4, 6, 8], "stop": [20, 24, 35]})  # x clipped to 35
