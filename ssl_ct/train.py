@@ -131,6 +131,13 @@ def train_loop(config, workdir, *, model, loader, example_batch, loss_fn, units=
   return state
 
 
+def make_train_loader(config, task, dataset):
+  """The task's loader for this process: its share of the global batch, its shard of the records."""
+  local_batch = check_batch_size(config.data.batch_size)
+  shard = grain.sharding.ShardByJaxProcess(drop_remainder=True) if jax.process_count() > 1 else None
+  return task.make_loader(dataset, seed=config.seed, batch_size=local_batch, shard_options=shard)
+
+
 def host_params(params):
   """Replicated parameters as host numpy arrays (works on every process of a multi-host run)."""
   return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), params)
@@ -159,9 +166,7 @@ def train_and_evaluate(config, workdir, *, loss_fn=None, mode="all", dataset=Non
   loss_fn = loss_fn or functools.partial(losses.get_loss(config.loss.name), **config.loss.kw)
   example = task.example_batch(config.data.batch_size)
   if mode in ("train", "all"):
-    local_batch = check_batch_size(config.data.batch_size)
-    shard = grain.sharding.ShardByJaxProcess(drop_remainder=True) if jax.process_count() > 1 else None
-    loader = task.make_loader(dataset, seed=config.seed, batch_size=local_batch, shard_options=shard)
+    loader = make_train_loader(config, task, dataset)
     state = train_loop(config, workdir, model=model, loader=loader, example_batch=example, loss_fn=loss_fn, units=task.units)
     params = host_params(state.params)
   else:

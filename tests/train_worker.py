@@ -8,7 +8,6 @@ XLA_FLAGS (forced host devices).
 import json
 import sys
 
-import grain
 import jax
 import numpy as np
 
@@ -24,9 +23,7 @@ def main(workdir, cache_dir, steps):
   config.train.steps = steps
   dataset = prepare.load_dataset(config.data, workdir, progress=False)
   task = tasks.get_task(config)
-  local_batch = train.check_batch_size(config.data.batch_size)
-  shard = grain.sharding.ShardByJaxProcess(drop_remainder=True) if jax.process_count() > 1 else None
-  loader = task.make_loader(dataset, seed=config.seed, batch_size=local_batch, shard_options=shard)
+  loader = train.make_train_loader(config, task, dataset)
   state = train.train_loop(
     config,
     workdir,

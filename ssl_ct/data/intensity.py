@@ -11,19 +11,25 @@ from ssl_ct.errors import InputError
 _MAX_SAMPLES = 2_000_000
 
 
+def _sample_grid(volume, max_samples):
+  """(samples_ZxYxX, y_Y, x_X): about `max_samples` voxels on a regular grid, and their y, x coordinates."""
+  stride = max(1, int(np.ceil((np.prod(volume.shape) / max_samples) ** (1 / 3))))
+  offset = stride // 2
+  planes = np.stack([volume.slice(0, z)[offset::stride, offset::stride] for z in range(offset, volume.shape[0], stride)])
+  return planes.astype(np.float64), *(np.arange(offset, n, stride) for n in volume.shape[1:])
+
+
+def _in_disk(y_Y, x_X, disk):
+  return (y_Y[:, None] - disk[0]) ** 2 + (x_X[None, :] - disk[1]) ** 2 <= disk[2] ** 2
+
+
 def subsample(volume, max_samples=_MAX_SAMPLES, disk=None):
   """About `max_samples` voxels on a regular grid through the volume (float64).
 
   `disk` = (center_y, center_x, radius) keeps only voxels inside that axial disk.
   """
-  stride = max(1, int(np.ceil((np.prod(volume.shape) / max_samples) ** (1 / 3))))
-  offset = stride // 2
-  planes = np.stack([volume.slice(0, z)[offset::stride, offset::stride] for z in range(offset, volume.shape[0], stride)])
-  if disk is not None:
-    yy, xx = (np.arange(offset, n, stride) for n in volume.shape[1:])
-    inside = (yy[:, None] - disk[0]) ** 2 + (xx[None, :] - disk[1]) ** 2 <= disk[2] ** 2
-    planes = planes[:, inside]
-  return planes.astype(np.float64).ravel()
+  samples, y, x = _sample_grid(volume, max_samples)
+  return (samples if disk is None else samples[:, _in_disk(y, x, disk)]).ravel()
 
 
 def intensity_range(volume, *, low_percentile=0.5, high_percentile=99.5, max_samples=_MAX_SAMPLES, fov=None):
@@ -35,12 +41,13 @@ def intensity_range(volume, *, low_percentile=0.5, high_percentile=99.5, max_sam
   """
   if not 0 <= low_percentile < high_percentile <= 100:
     raise InputError(f"percentiles must satisfy 0 <= low < high <= 100, got {low_percentile}, {high_percentile}")
-  values = subsample(volume, max_samples)
+  samples, y, x = _sample_grid(volume, max_samples)  # read once: the check sees everything, the range the inside
+  values = samples.ravel()
   if not np.all(np.isfinite(values)):
     raise InputError(f"{volume.source}: volume contains NaN or Inf voxels; replace them (e.g. np.nan_to_num) before use")
   if fov is not None:
-    inner = subsample(volume, max_samples, disk=(*fov.center_yx, 0.9 * fov.radius))
-    values = inner if np.ptp(inner) > 0 else values
+    inner = samples[:, _in_disk(y, x, (*fov.center_yx, 0.9 * fov.radius))].ravel()
+    values = inner if inner.size and np.ptp(inner) > 0 else values
   low, high = np.percentile(values, [low_percentile, high_percentile])
   if high <= low:
     low, high = values.min(), values.max()
