@@ -36,7 +36,14 @@ def get_config(arg=None):
   config.data.high_percentile = 99.5  # %, intensity mapped to 1
   config.data.slice_size = 256  # px, side of the model input
   config.data.sort_axis = -1  # axis the slices are sorted along; -1 = the longest axis
-  config.data.slices_per_batch = 12  # k, slices from one volume per step
+  config.data.slices_per_batch = 12  # k, slices from one volume per group (the ranking is within a group)
+  config.data.groups_per_batch = 1  # groups (volumes drawn) per step; the paper: 1
+  # Slices per step, derived: follows overrides of either factor.
+  config.data.batch_size = config.data.get_ref("slices_per_batch") * config.data.get_ref("groups_per_batch")
+  config.data.groups_per_epoch_per_volume = 64  # epoch length of the sampler (the stream is infinite)
+  config.data.rotate = (
+    True  # random rotation of each slice about the sort axis (not in the paper: samples lie in any orientation)
+  )
   config.data.index_distribution = "uniform"  # uniform | gennorm (avoids empty end slices)
   config.data.gennorm_beta = 4.0  # shape of the generalized Gaussian
   config.data.gennorm_scale = 0.35  # scale as a fraction of the axis
@@ -66,6 +73,20 @@ def get_config(arg=None):
   config.train.steps = 20_000
   config.train.log_every = 50  # steps
   config.train.checkpoint_every = 1000  # steps
+  config.train.eval_every = 500  # steps between validation mean-displacement evaluations
+  config.train.validation_groups = 32  # fixed groups of k slices drawn from the held-out volumes
+
+  config.localize = ml_collections.ConfigDict()
+  config.localize.num_samples = 32  # T, MC-dropout passes per slice
+  config.localize.top_percent = 3.0  # % of superpixels with the highest embedding variance (paper: 3)
+  config.localize.batch_size = 32  # slices per jit-compiled call
+  config.localize.variance_of = "position"  # position (contribution to the score) | embedding (paper, literal)
+  config.localize.smooth = 0.02  # Gaussian sigma along the sort axis before thresholding, fraction of the axis
+  config.localize.max_gap = 0.05  # quiet runs of slices up to this fraction of the axis do not split the region
+
+  config.crop = ml_collections.ConfigDict()
+  config.crop.margin = 0.05  # safety margin around the box, fraction of each side of the volume
+  config.crop.out_dir = ""  # where cropped volumes go; "" = <workdir>/cropped
 
   if arg.demo or arg.tiny:
     config.data.synthetic.num_volumes = 12
@@ -80,6 +101,9 @@ def get_config(arg=None):
     config.train.steps = 1500
     config.train.log_every = 25
     config.train.checkpoint_every = 500
+    config.train.eval_every = 250
+    config.train.validation_groups = 16
+    config.localize.num_samples = 16
   if arg.tiny:
     config.data.synthetic.num_volumes = 4
     config.data.synthetic.shape = (48, 24, 24)
@@ -90,4 +114,9 @@ def get_config(arg=None):
     config.train.steps = 2
     config.train.log_every = 1
     config.train.checkpoint_every = 1
+    config.train.eval_every = 1
+    config.train.validation_groups = 2
+    config.data.slices_per_batch = 4
+    config.localize.num_samples = 4
+    config.localize.batch_size = 8
   return config

@@ -38,6 +38,9 @@ _RULES = (
   ("data.angles_deg", lambda v: len(v) >= 2 and 0 in v and len(set(v)) == len(v), "at least two distinct angles including 0"),
   ("data.batch_size", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("data.slices_per_batch", lambda v: _is_int(v, 2), "an integer >= 2"),
+  ("data.groups_per_batch", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("data.groups_per_epoch_per_volume", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("data.rotate", lambda v: isinstance(v, bool), "True or False"),
   ("data.sort_axis", lambda v: v in (-1, 0, 1, 2), "-1 (longest) or 0, 1, 2"),
   ("data.index_distribution", lambda v: v in ("uniform", "gennorm"), "'uniform' or 'gennorm'"),
   ("data.gennorm_beta", lambda v: _is_num(v) and v > 0, "a positive number"),
@@ -56,6 +59,13 @@ _RULES = (
   ("train.steps", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("train.log_every", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("train.checkpoint_every", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("train.eval_every", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("train.validation_groups", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("localize.num_samples", lambda v: _is_int(v, 2), "an integer >= 2 (MC-dropout passes)"),
+  ("localize.top_percent", lambda v: _is_num(v, 0, 100) and v > 0, "a percentage in (0, 100]"),
+  ("localize.variance_of", lambda v: v in ("position", "embedding"), "'position' or 'embedding'"),
+  ("crop.margin", lambda v: _is_num(v, 0, 0.5), "a fraction of the side in [0, 0.5]"),
+  ("crop.out_dir", lambda v: isinstance(v, str), "a folder path ('' = <workdir>/cropped)"),
   (
     "localize.twin_offsets",
     lambda v: len(v) >= 1 and all(_is_num(f, 0, 0.5) and f > 0 for f in v),
@@ -90,5 +100,9 @@ def validate(config):
       ok = False
     if not ok:
       raise InputError(f"config value {key}={value!r} is invalid: expected {expected} (set --config.{key}=...)")
+  if config.task == "sorting" and config.data.batch_size % config.data.slices_per_batch:
+    raise InputError("config data.batch_size must be a multiple of data.slices_per_batch; set data.groups_per_batch instead")
+  if config.task == "sorting" and config.model.dropout <= 0:
+    raise InputError("config model.dropout=0 leaves MC dropout nothing to sample; set --config.model.dropout=0.1")
   if config.data.low_percentile >= config.data.high_percentile:
     raise InputError("config data.low_percentile must be below data.high_percentile")

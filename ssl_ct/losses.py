@@ -17,18 +17,32 @@ def rotation_nll(logits_BxA, angle_B, *, label_smoothing=0.0):
   return loss, {"rot_acc": acc}
 
 
-def pairwise_ranking(z_B, position_B, *, margin=0.2):
-  """Mean over pairs with position_i > position_j of max(0, margin - (z_i - z_j))."""
+def pairwise_ranking(z_B, position_B, *, margin=0.2, group_B=None):
+  """Mean over pairs with position_i > position_j of max(0, margin - (z_i - z_j)).
+
+  `group_B` (optional) marks which slices come from the same volume draw: only pairs
+  within a group are compared (positions of different volumes are not comparable).
+  """
   diff_BxB = z_B[:, None] - z_B[None, :]
   ordered_BxB = position_B[:, None] > position_B[None, :]
+  if group_B is not None:
+    ordered_BxB &= group_B[:, None] == group_B[None, :]
   hinge_BxB = jnp.maximum(0.0, margin - diff_BxB)
   loss = jnp.sum(jnp.where(ordered_BxB, hinge_BxB, 0.0)) / jnp.maximum(jnp.sum(ordered_BxB), 1)
-  return loss, {"mean_displacement": mean_displacement(z_B, position_B)}
+  return loss, {"mean_displacement": mean_displacement(z_B, position_B, group_B)}
 
 
-def mean_displacement(z_B, position_B):
-  """The paper's control metric: (1/k) sum_i |argsort(position)_i - argsort(z)_i|."""
-  return jnp.mean(jnp.abs(jnp.argsort(position_B) - jnp.argsort(z_B)).astype(jnp.float32))
+def mean_displacement(z_B, position_B, group_B=None):
+  """The paper's control metric: (1/k) sum_i |argsort(position)_i - argsort(z)_i|.
+
+  With `group_B` (equal-sized groups of consecutive slices), each group is sorted on its
+  own (sorting by group first keeps the groups' blocks in place), and the mean is over all.
+  """
+  if group_B is None:
+    true_order, predicted_order = jnp.argsort(position_B), jnp.argsort(z_B)
+  else:
+    true_order, predicted_order = jnp.lexsort((position_B, group_B)), jnp.lexsort((z_B, group_B))
+  return jnp.mean(jnp.abs(true_order - predicted_order).astype(jnp.float32))
 
 
 def _rotation_from_outputs(logits, batch, **kw):
@@ -36,7 +50,7 @@ def _rotation_from_outputs(logits, batch, **kw):
 
 
 def _ranking_from_outputs(logits, batch, **kw):
-  return pairwise_ranking(logits, batch["position"], **kw)
+  return pairwise_ranking(logits, batch["position"], group_B=batch.get("group"), **kw)
 
 
 # name -> fn(logits, batch, **kw) -> (loss, metrics): adapters that only pick arrays.

@@ -8,19 +8,24 @@ import json
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ssl_ct import config_checks, distributed, train
+from ssl_ct import config_checks, crop, distributed, train
 from ssl_ct.data import prepare
 from ssl_ct.errors import InputError, exit_on_input_error
 
-MODES = ("all", "train", "localize", "prepare")
+MODES = ("all", "train", "localize", "crop", "prepare")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/rotation_xenopus.py:demo.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for data cache, checkpoints, metrics and results.")
 _MODE = flags.DEFINE_enum(
-  "mode", "all", MODES, "all = train, localize, evaluate; train; localize (latest checkpoint, any volumes); prepare = data only."
+  "mode",
+  "all",
+  MODES,
+  "all = train, localize, evaluate (and crop, for configs with a crop section); train; localize (latest checkpoint, any"
+  " volumes); crop (the volumes by localization/boxes.json); prepare = data only.",
 )
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a config.json from a different config in the workdir.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -49,14 +54,16 @@ def run(config, workdir, mode, overwrite=False):
   print(f"prepared {len(dataset.volumes)} volumes ({len(dataset.truth)} with ground truth); config in {workdir}/config.json")
   if mode == "prepare":
     return None
-  if config.task != "rotation":
-    raise InputError(f"task {config.task!r} cannot train yet (the sorting loss is issue #4); use configs/rotation_xenopus.py")
+  if mode == "crop":
+    return crop.crop_from_workdir(config, workdir, dataset, overwrite=overwrite)
   summary = train.train_and_evaluate(config, workdir, mode=mode, dataset=dataset)
   if summary:
     for method, metrics in summary.items():
       print(f"{method:32s} " + "  ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
   if mode != "train":
     print(f"boxes, figures and report.md in {os.path.join(workdir, 'localization')}")
+  if mode == "all" and "crop" in config and jax.process_index() == 0:
+    crop.crop_from_workdir(config, workdir, dataset, overwrite=overwrite)
   return summary
 
 

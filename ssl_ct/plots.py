@@ -2,8 +2,11 @@
 
 import os
 
+import matplotlib.lines
 import matplotlib.patches
 import matplotlib.pyplot as plt
+import numpy as np
+import scipy.spatial
 
 from ssl_ct.data import intensity, sources, truth
 
@@ -99,4 +102,68 @@ def plot_box_overlay(volume, boxes, path, value_range=None):
   ]
   fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
   fig.tight_layout(rect=(0, 0.06, 1, 1))
+  save_figure(fig, path)
+
+
+def _hull_outline(points_Px2):
+  """Closed outline (rows, cols) of the convex hull of 2D points, or None when degenerate."""
+  unique = np.unique(np.round(points_Px2, 3), axis=0)
+  if len(unique) < 3:
+    return None
+  try:
+    hull = scipy.spatial.ConvexHull(unique)
+  except scipy.spatial.QhullError:  # collinear points
+    return None
+  loop = unique[np.append(hull.vertices, hull.vertices[0])]
+  return loop[:, 0], loop[:, 1]
+
+
+def plot_variance_views(volume, boxes, region_points_Px3, variance_SxRxC, sort_axis, path, value_range=None):
+  """Paper Fig. 3: a slice through the box with the boxes; a projection with the predicted region's hull.
+
+  Top-left: the slice along the sort axis through the region's centre; top-right: the mean
+  projection across the sort axis's neighbour (the long side in view) with the convex hull
+  of the predicted region (orange) and the boxes; bottom: the variance grid's maximum over
+  each slice plane, per slice along the sort axis.
+  """
+  low, high = value_range or intensity.intensity_range(volume)
+  center = region_points_Px3.mean(axis=0).astype(int) if len(region_points_Px3) else [n // 2 for n in volume.shape]
+  side_axis = 2 if sort_axis != 2 else 1  # project along this axis: the sort axis stays in view
+  fig = plt.figure(figsize=(12, 7))
+  grid = fig.add_gridspec(2, 2, height_ratios=(3, 1))
+  slice_ax, projection_ax, curve_ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+  slice_ax.imshow(volume.slice(sort_axis, int(center[sort_axis])), cmap="gray", vmin=low, vmax=high)
+  slice_ax.set_title(f"{AXIS_NAMES[sort_axis]} slice {int(center[sort_axis])}", fontsize=9)
+  projection = volume.downsample(1).mean(axis=side_axis) if volume.nbytes < 2**30 else None
+  if projection is not None:
+    projection_ax.imshow(projection, cmap="gray", aspect="auto")
+  in_view = [a for a in range(3) if a != side_axis]
+  if len(region_points_Px3):
+    outline = _hull_outline(region_points_Px3[:, in_view])
+    if outline is not None:
+      projection_ax.plot(outline[1], outline[0], color="tab:orange", linewidth=1.5)
+  projection_ax.set_title(f"mean projection along {AXIS_NAMES[side_axis]}; hull of the top-variance region", fontsize=9)
+  for ax, axis in ((slice_ax, sort_axis), (projection_ax, side_axis)):
+    for box, style in boxes:
+      if box is not None:
+        ax.add_patch(_box_rectangle(box, axis, linewidth=1.2, **{k: v for k, v in style.items() if k != "label"}))
+    ax.set_xticks([])
+    ax.set_yticks([])
+  with np.errstate(all="ignore"):
+    profile = np.nanmax(variance_SxRxC.reshape(len(variance_SxRxC), -1), axis=1) if variance_SxRxC.size else []
+  curve_ax.plot(profile, color="tab:blue", linewidth=1)
+  for box, style in boxes:
+    if box is not None:
+      for edge in (box["start"][sort_axis], box["stop"][sort_axis] - 1):
+        curve_ax.axvline(edge, color=style["edgecolor"], linestyle=style.get("linestyle", "-"), linewidth=1)
+  curve_ax.set_xlabel(f"slice index along {AXIS_NAMES[sort_axis]}")
+  curve_ax.set_ylabel("max embedding variance")
+  handles = [
+    matplotlib.patches.Patch(fill=False, edgecolor=s["edgecolor"], linestyle=s.get("linestyle", "-"), label=s["label"])
+    for _, s in boxes
+  ]
+  handles.append(matplotlib.lines.Line2D([], [], color="tab:orange", label="hull of predicted region"))
+  fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
+  fig.suptitle(f"{volume.name}: MC-dropout localization", fontsize=10)
+  fig.tight_layout(rect=(0, 0.05, 1, 1))
   save_figure(fig, path)

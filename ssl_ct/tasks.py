@@ -5,7 +5,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from ssl_ct import localize_rotation
+from ssl_ct import localize, localize_rotation
 from ssl_ct.data import pipeline
 from ssl_ct.models import heads
 
@@ -23,6 +23,10 @@ class RotationTask:
 
   def make_loader(self, dataset, *, seed, batch_size, shard_options=None):
     return pipeline.make_rotation_loader(dataset, self.config.data, seed=seed, batch_size=batch_size, shard_options=shard_options)
+
+  def validation_batches(self, dataset):
+    del dataset  # every volume is trained on: the pretext task needs no held-out volumes to localize
+    return []
 
   def example_batch(self, batch_size):
     n = self.config.data.slice_size
@@ -54,7 +58,71 @@ class RotationTask:
     return localize
 
 
-TASKS = {"rotation": RotationTask}
+@dataclasses.dataclass
+class SortingTask:
+  """Pairwise ranking of k slices from one volume; localization by MC-dropout variance (paper 2.1, 2.2)."""
+
+  config: object
+  units = "slices"
+  method_name = "sorting loss (MC dropout)"
+
+  def make_model(self):
+    return heads.make_model(self.config.model)
+
+  def split(self, dataset):
+    """(train ids, validation ids) of the dataset's volumes."""
+    names = [v.name for v in dataset.volumes]
+    return pipeline.split_volumes(names, self.config.data.validation_fraction, self.config.seed)
+
+  def make_loader(self, dataset, *, seed, batch_size, shard_options=None):
+    train_ids, _ = self.split(dataset)
+    return pipeline.make_sorting_loader(
+      dataset, self.config.data, train_ids, seed=seed, batch_size=batch_size, shard_options=shard_options
+    )
+
+  def validation_batches(self, dataset):
+    _, val_ids = self.split(dataset)
+    num = self.config.train.validation_groups
+    return pipeline.sorting_validation_batches(dataset, self.config.data, val_ids, seed=self.config.seed, num_groups=num)
+
+  def example_batch(self, batch_size):
+    n = self.config.data.slice_size
+    label = jax.ShapeDtypeStruct((batch_size,), np.int32)
+    return {
+      "image": jax.ShapeDtypeStruct((batch_size, n, n, 1), np.float32),
+      "position": jax.ShapeDtypeStruct((batch_size,), np.float32),
+      "group": label,
+      "volume": label,
+    }
+
+  def make_localizer(self, model, params):
+    """(volume, fov, value_range) -> (box or None, extras) in analysis-grid voxels."""
+    loc = self.config.localize
+    variance_fn = localize.make_variance_fn(model, loc.num_samples, loc.variance_of)
+    example = {"image": jax.ShapeDtypeStruct((1, self.config.data.slice_size, self.config.data.slice_size, 1), np.float32)}
+    feature_map = jax.eval_shape(lambda p, b: model.apply({"params": p}, b)[1]["feature_map"], params, example)
+
+    def localize_one(volume, volume_fov, value_range):
+      return localize.localize_volume(
+        volume,
+        volume_fov,
+        value_range,
+        variance_fn=variance_fn,
+        params=params,
+        size=self.config.data.slice_size,
+        axis=pipeline.sort_axis(volume.shape, self.config.data.sort_axis),
+        grid_side=feature_map.shape[1],
+        top_percent=loc.top_percent,
+        smooth=loc.smooth,
+        max_gap=loc.max_gap,
+        batch_size=loc.batch_size,
+        seed=self.config.seed,
+      )
+
+    return localize_one
+
+
+TASKS = {"rotation": RotationTask, "sorting": SortingTask}
 
 
 def get_task(config):

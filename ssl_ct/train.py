@@ -95,8 +95,30 @@ def check_batch_size(batch_size):
   return batch_size // processes
 
 
-def train_loop(config, workdir, *, model, loader, example_batch, loss_fn, units="pairs"):
-  """Trains config.train.steps steps with checkpoints/resume; returns the final TrainState."""
+def make_validator(model, loss_fn, batches):
+  """params -> {"val_<metric>": mean over the fixed held-out batches}, or None without batches."""
+  if not batches:
+    return None
+
+  @jax.jit
+  def metrics_of(params, batch):
+    outputs, _ = model.apply({"params": params}, batch, deterministic=True)
+    loss, metrics = loss_fn(outputs, batch)
+    return {**metrics, "loss": loss}
+
+  def validate(params):
+    params = host_params(params)  # one device is plenty for a few batches, on any mesh
+    per_batch = [jax.device_get(metrics_of(params, batch)) for batch in batches]
+    return {f"val_{k}": float(np.mean([m[k] for m in per_batch])) for k in per_batch[0]}
+
+  return validate
+
+
+def train_loop(config, workdir, *, model, loader, example_batch, loss_fn, units="pairs", validate=None):
+  """Trains config.train.steps steps with checkpoints/resume; returns the final TrainState.
+
+  `validate(params) -> metrics` runs every `config.train.eval_every` steps and at the end.
+  """
   mesh = make_mesh()
   tx, schedule = make_optimizer(config.opt, config.train.steps)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
@@ -121,6 +143,10 @@ def train_loop(config, workdir, *, model, loader, example_batch, loss_fn, units=
       tick, tick_step = time.perf_counter(), step
       writer.write(step, {**metrics, f"{units}_per_s": rate})
       bar.set_postfix({k: f"{metrics[k]:.3g}" for k in metrics if k not in ("lr", "l2_grads")} | {f"{units}/s": f"{rate:.0f}"})
+    if validate and (step % config.train.get("eval_every", config.train.steps) == 0 or step == config.train.steps):
+      val_metrics = validate(state.params)
+      writer.write(step, val_metrics)
+      bar.write(f"step {step}: " + "  ".join(f"{k}={v:.4g}" for k, v in val_metrics.items()))
     bar.update(1)
     if step % config.train.checkpoint_every == 0 or step == config.train.steps:
       checkpoint.save(manager, step, state, iterator)
@@ -167,7 +193,10 @@ def train_and_evaluate(config, workdir, *, loss_fn=None, mode="all", dataset=Non
   example = task.example_batch(config.data.batch_size)
   if mode in ("train", "all"):
     loader = make_train_loader(config, task, dataset)
-    state = train_loop(config, workdir, model=model, loader=loader, example_batch=example, loss_fn=loss_fn, units=task.units)
+    validate = make_validator(model, loss_fn, task.validation_batches(dataset))
+    state = train_loop(
+      config, workdir, model=model, loader=loader, example_batch=example, loss_fn=loss_fn, units=task.units, validate=validate
+    )
     params = host_params(state.params)
   else:
     params = load_trained_params(config, workdir, model, example)

@@ -17,7 +17,7 @@ import scipy.spatial
 from ssl_ct.data import tomography
 
 MEDIUM_MU_128 = 0.012  # medium attenuation per voxel at a 128-voxel slice
-GENERATOR_VERSION = 7  # part of the cache key: bump when the physics or anatomy change
+GENERATOR_VERSION = 8  # part of the cache key: bump when the physics or anatomy change
 
 
 @dataclasses.dataclass
@@ -161,8 +161,8 @@ def medaka(shape, rng):
   length = rng.uniform(0.55, 0.8) * d
   body_radius = rng.uniform(0.16, 0.2) * h
   rotation = random_rotation(rng, max_tilt_deg=np.degrees(np.arctan(0.25 * h / length)))
-  if rng.random() < 0.5:  # head up or down: volumes are not aligned
-    rotation = rotation @ np.diag([-1.0, 1.0, -1.0])
+  # Fish are mounted head first into their tube (snout towards z = 0), as in high-throughput
+  # mounting; their tilt, roll and position along the tube vary. The sorting loss relies on it.
   axis = rotation[:, 0]
   room = tube_inner - 1.6 * body_radius - 0.5 * length * np.hypot(axis[1], axis[2])
   offset = rng.uniform(-1, 1, 2) * max(room, 0) / np.sqrt(2)

@@ -11,9 +11,11 @@ import dataclasses
 
 import grain
 import numpy as np
+import scipy.stats
 from absl import flags
 
 from ssl_ct.data import fov, slices
+from ssl_ct.errors import InputError
 
 
 @dataclasses.dataclass
@@ -78,6 +80,11 @@ class ReadRotationPair(grain.transforms.RandomMap):
     return {"ref": ref, "twin": twin, "angle": np.int32(angle_class), "volume": np.int32(element["volume"])}
 
 
+def _allow_workers(data_config):
+  if data_config.num_workers and not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()  # grain workers read absl flags; notebooks and tests never parse them
+
+
 def make_rotation_loader(dataset, data_config, *, seed, batch_size, shard_options=None, num_epochs=None):
   """Infinite (by default) loader of rotation-pair batches of `batch_size` (this process's share)."""
   source = make_slice_addresses(dataset)
@@ -86,11 +93,142 @@ def make_rotation_loader(dataset, data_config, *, seed, batch_size, shard_option
   read = ReadRotationPair(
     dataset, size=data_config.slice_size, twin_range=data_config.twin_range, angles_deg=data_config.angles_deg
   )
-  if data_config.num_workers and not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()  # grain workers read absl flags; notebooks and tests never parse them
+  _allow_workers(data_config)
   return grain.DataLoader(
     data_source=source,
     sampler=sampler,
     operations=[read, grain.transforms.Batch(batch_size, drop_remainder=True)],
     worker_count=data_config.num_workers,
   )
+
+
+def sort_axis(shape, configured):
+  """The axis slices are sorted along: the configured one, or the longest (-1)."""
+  return int(np.argmax(shape)) if configured == -1 else int(configured)
+
+
+def split_volumes(names, validation_fraction, seed):
+  """(train ids, validation ids): a seeded random split of the volumes (paper 3:1), both sorted."""
+  order = np.random.default_rng([seed, 7]).permutation(len(names))
+  held_out = int(round(validation_fraction * len(names))) if len(names) > 1 else 0
+  return sorted(int(i) for i in order[held_out:]), sorted(int(i) for i in order[:held_out])
+
+
+def draw_positions(rng, first, stop, k, distribution, beta=4.0, scale=0.35):
+  """k distinct sorted slice indices in [first, stop): uniform, or generalized-Gaussian around the middle.
+
+  A generalized Gaussian (shape `beta`, scale a fraction of the range) draws fewer of the
+  empty slices near the ends; draws outside the range are redrawn.
+  """
+  length = stop - first
+  if length < k:
+    raise InputError(f"{length} valid slices cannot give {k} distinct ones; lower data.slices_per_batch")
+  if distribution == "uniform":
+    return np.sort(first + rng.choice(length, size=k, replace=False))
+  chosen = set()
+  middle = first + (length - 1) / 2
+  while len(chosen) < k:
+    draws = middle + scipy.stats.gennorm.rvs(beta, scale=scale * length, size=4 * k, random_state=rng)
+    for index in np.round(draws).astype(int):
+      if first <= index < stop and len(chosen) < k:
+        chosen.add(int(index))
+  return np.array(sorted(chosen))
+
+
+class ReadSortingGroup(grain.transforms.RandomMap):
+  """Record -> k slices of ONE volume along its sort axis, with their indices as positions.
+
+  Each slice gets its own random rotation about the sort axis (samples lie in random
+  orientations; the order must come from anatomy, not from how the sample was mounted)
+  when `rotate` is set; all are cut to the inscribed disk.
+  """
+
+  def __init__(self, dataset, volume_ids, data_config):
+    self.volumes = [dataset.volumes[i] for i in volume_ids]
+    self.volume_ids = list(volume_ids)
+    self.ranges = [dataset.ranges[v.name] for v in self.volumes]
+    self.fovs = [dataset.fovs[v.name] for v in self.volumes]
+    self.config = data_config
+
+  def random_map(self, element, rng):
+    c = self.config
+    slot = int(element["group"]) % len(self.volumes)
+    volume, volume_fov = self.volumes[slot], self.fovs[slot]
+    axis = sort_axis(volume.shape, c.sort_axis)
+    first, stop = fov.valid_indices(volume.shape, volume_fov, axis)
+    positions = draw_positions(
+      rng, first, stop, c.slices_per_batch, c.index_distribution, beta=c.gennorm_beta, scale=c.gennorm_scale
+    )
+    images = []
+    for index in positions:
+      windows = fov.slice_windows(volume.shape, volume_fov, axis, int(index))
+      window = windows[int(rng.integers(len(windows)))]
+      angle = rng.uniform(0.0, 360.0) if c.rotate else 0.0
+      images.append(slices.model_input(volume.slice(axis, int(index)), self.ranges[slot], c.slice_size, angle, window))
+    k = len(positions)
+    return {
+      "image": np.stack(images),
+      "position": positions.astype(np.float32),
+      "group": np.full(k, element["group"], np.int32),
+      "volume": np.full(k, self.volume_ids[slot], np.int32),
+    }
+
+
+class FlattenGroups(grain.transforms.Map):
+  """(G, k, ...) batches of groups -> (G*k, ...) batches of slices."""
+
+  def map(self, element):
+    return {key: value.reshape(-1, *value.shape[2:]) for key, value in element.items()}
+
+
+@dataclasses.dataclass
+class GroupRecords(grain.sources.RandomAccessDataSource):
+  """Record i -> {"group": i}; ReadSortingGroup turns it into the k slices of volume i mod n."""
+
+  size: int
+
+  def __len__(self):
+    return self.size
+
+  def __getitem__(self, record):
+    return {"group": np.int32(record)}
+
+
+def _groups_in(batch_size, k):
+  if batch_size % k:
+    raise InputError(f"batch size {batch_size} is not a whole number of groups of k={k} slices; set data.groups_per_batch")
+  return batch_size // k
+
+
+def make_sorting_loader(dataset, data_config, volume_ids, *, seed, batch_size, shard_options=None, num_epochs=None):
+  """Infinite (by default) loader of batches of `batch_size` slices: groups of k from one volume each."""
+  k = data_config.slices_per_batch
+  groups = _groups_in(batch_size, k)
+  if not volume_ids:
+    raise InputError("no training volumes: lower data.validation_fraction or add volumes")
+  source = GroupRecords(len(volume_ids) * max(1, data_config.groups_per_epoch_per_volume))
+  shard_options = shard_options or grain.sharding.NoSharding()
+  sampler = grain.samplers.IndexSampler(len(source), shard_options=shard_options, shuffle=True, num_epochs=num_epochs, seed=seed)
+  _allow_workers(data_config)
+  return grain.DataLoader(
+    data_source=source,
+    sampler=sampler,
+    operations=[
+      ReadSortingGroup(dataset, volume_ids, data_config),
+      grain.transforms.Batch(groups, drop_remainder=True),
+      FlattenGroups(),
+    ],
+    worker_count=data_config.num_workers,
+  )
+
+
+def sorting_validation_batches(dataset, data_config, volume_ids, *, seed, num_groups):
+  """A fixed list of single-group batches from the held-out volumes (same draws every evaluation)."""
+  if not volume_ids:
+    return []
+  read = ReadSortingGroup(dataset, volume_ids, data_config)
+  batches = []
+  for group in range(num_groups):
+    rng = np.random.default_rng([seed, 11, group])
+    batches.append(read.random_map({"group": np.int32(group)}, rng))
+  return batches
