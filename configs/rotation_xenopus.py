@@ -73,6 +73,10 @@ def get_config(arg=None):
   config.localize.min_contrast = 0.1  # sample minus background certainty below this: no sample
   config.localize.max_gap = 0.05  # dips shorter than this fraction of the axis do not split the sample
 
+  config.crop = ml_collections.ConfigDict()
+  config.crop.margin = 0.05  # safety margin around the box, fraction of each side of the volume
+  config.crop.out_dir = ""  # where cropped volumes go; "" = <workdir>/cropped
+
   if arg.demo or arg.tiny:
     config.data.synthetic.num_volumes = 12
     config.data.synthetic.shape = (112, 112, 112)

@@ -89,10 +89,16 @@ def get_config(arg=None):
   config.crop.out_dir = ""  # where cropped volumes go; "" = <workdir>/cropped
 
   if arg.demo or arg.tiny:
-    config.data.synthetic.num_volumes = 12
+    config.data.synthetic.num_volumes = 24  # 18 train, 6 validation
     config.data.synthetic.shape = (192, 64, 64)
     config.data.downscale_to = 0
-    config.data.slice_size = 64
+    # Slices upsampled to 128 px: the feature map has 8 x 8 superpixels of 8 voxels (64 px
+    # gives 4 x 4); validation mean displacement also fell from ~1.2 to ~0.5 (README).
+    config.data.slice_size = 128
+    # The fish fills 55-80% of the tube's length: empty end slices cannot be ordered, so draw
+    # fewer of them (scale 0.25 gave a lower validation mean displacement than 0.35 or uniform).
+    config.data.index_distribution = "gennorm"
+    config.data.gennorm_scale = 0.25
     config.data.num_workers = 0
     config.model.width = 16
     config.model.small_stem = True
@@ -103,9 +109,9 @@ def get_config(arg=None):
     config.train.checkpoint_every = 500
     config.train.eval_every = 250
     config.train.validation_groups = 16
-    config.localize.num_samples = 16
   if arg.tiny:
     config.data.synthetic.num_volumes = 4
+    config.data.index_distribution = "uniform"
     config.data.synthetic.shape = (48, 24, 24)
     config.data.slice_size = 24
     config.model.name = "resnet_tiny"

@@ -47,7 +47,9 @@ def main():
   mc = _time(localize.make_variance_fn(model, args.samples), params, images, jax.random.key(1), repeats=args.repeats)
   print(f"{config.model.name} width {config.model.width}, {n} px slices, batch {args.batch}, {jax.devices()[0].platform}")
   print(f"one deterministic pass:   {1e3 * one_pass:8.1f} ms  ({args.batch / one_pass:7.1f} slices/s)")
-  print(f"T={args.samples} MC-dropout passes: {1e3 * mc:8.1f} ms  ({args.batch / mc:7.1f} slices/s)  = {mc / one_pass:.2f}x one pass")
+  print(
+    f"T={args.samples} MC-dropout passes: {1e3 * mc:8.1f} ms  ({args.batch / mc:7.1f} slices/s)  = {mc / one_pass:.2f}x one pass"
+  )
   if args.config == "demo":
     workdir = tempfile.mkdtemp()
     config.data.synthetic.num_volumes = 2

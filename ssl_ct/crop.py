@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from ssl_ct import evaluate, report
-from ssl_ct.data import formats, sources, zarr_writer
+from ssl_ct.data import formats, prepare, sources, truth, zarr_writer
 from ssl_ct.errors import InputError, exit_on_input_error
 
 
@@ -154,8 +154,6 @@ def _write_markdown(path, result):
 
 def crop_from_workdir(config, workdir, dataset, *, overwrite=False, progress=True):
   """`main --mode=crop`: crops the input volumes by <workdir>/localization/boxes.json."""
-  from ssl_ct.data import prepare  # noqa: PLC0415 (prepare imports the synthetic set machinery)
-
   boxes = _read_boxes(os.path.join(workdir, "localization", "boxes.json"))
   inputs = sources.open_volumes(prepare.data_root(config.data, workdir, progress))
   out_dir = config.crop.out_dir or os.path.join(workdir, "cropped")
@@ -194,8 +192,17 @@ def main(argv=None):
 
   def run():
     boxes = _read_boxes(args.boxes)
+    folder = args.data if os.path.isdir(args.data) and not formats.detect_format(args.data) else ""
+    known = truth.read_truth(folder) if folder else {}  # sample recall when the data has a truth.json
     return crop_all(
-      boxes, sources.open_volumes(args.data), args.out, margin=args.margin, overwrite=args.overwrite, progress=not args.quiet
+      boxes,
+      sources.open_volumes(args.data),
+      args.out,
+      margin=args.margin,
+      overwrite=args.overwrite,
+      truth=known,
+      root=folder,
+      progress=not args.quiet,
     )
 
   result = exit_on_input_error(run)

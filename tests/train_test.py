@@ -31,8 +31,8 @@ def _tiny_config(cache_dir, steps=2):
   return config
 
 
-def _worker(workdir, cache_dir, steps, env=None, wait=True):
-  cmd = [sys.executable, "-m", "tests.train_worker", workdir, cache_dir, str(steps)]
+def _worker(workdir, cache_dir, steps, env=None, wait=True, task="rotation"):
+  cmd = [sys.executable, "-m", "tests.train_worker", workdir, cache_dir, str(steps), task]
   full_env = {**os.environ, **(env or {})}
   if not wait:
     return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -107,6 +107,14 @@ class TrainTest(absltest.TestCase):
   def test_one_and_four_devices_agree(self):
     one = _worker(tempfile.mkdtemp(), self.cache, 2, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
     four = _worker(tempfile.mkdtemp(), self.cache, 2, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    self.assertEqual((one["devices"], four["devices"]), (1, 4))
+    np.testing.assert_allclose(one["sample"], four["sample"], rtol=1e-4, atol=1e-6)
+
+  def test_sorting_one_and_four_devices_agree(self):
+    # The ranking loss compares slices held by different devices: the sharded step must still agree.
+    cache = tempfile.mkdtemp()
+    one = _worker(tempfile.mkdtemp(), cache, 2, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}, task="sorting")
+    four = _worker(tempfile.mkdtemp(), cache, 2, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}, task="sorting")
     self.assertEqual((one["devices"], four["devices"]), (1, 4))
     np.testing.assert_allclose(one["sample"], four["sample"], rtol=1e-4, atol=1e-6)
 

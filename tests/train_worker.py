@@ -1,6 +1,6 @@
-"""Subprocess helper for train_test: trains the tiny rotation config and prints a parameter digest.
+"""Subprocess helper for train_test: trains a tiny config and prints a parameter digest.
 
-  python -m tests.train_worker WORKDIR CACHE_DIR STEPS
+  python -m tests.train_worker WORKDIR CACHE_DIR STEPS [rotation|sorting]
 Honours SSL_CT_COORDINATOR / SSL_CT_NUM_PROCESSES / SSL_CT_PROCESS_ID (multi-process) and
 XLA_FLAGS (forced host devices).
 """
@@ -11,16 +11,24 @@ import sys
 import jax
 import numpy as np
 
-from configs import rotation_xenopus
+from configs import rotation_xenopus, sorting_medaka
 from ssl_ct import distributed, losses, tasks, train
 from ssl_ct.data import prepare
 
+_CONFIGS = {"rotation": (rotation_xenopus, "rotation_nll"), "sorting": (sorting_medaka, "pairwise_ranking")}
 
-def main(workdir, cache_dir, steps):
+
+def main(workdir, cache_dir, steps, task_name="rotation"):
   distributed.initialize_from_env()
-  config = rotation_xenopus.get_config("tiny")
+  config_module, loss_name = _CONFIGS[task_name]
+  config = config_module.get_config("tiny")
   config.data.cache_dir = cache_dir
   config.train.steps = steps
+  if task_name == "sorting":
+    # The ranking loss's gradient sums to exactly zero over a group for shift-like parameters
+    # (the embedding bias); Adam scales their rounding noise up to a full step, so the
+    # 1-vs-4-device comparison uses SGD, which keeps a zero gradient a zero update.
+    config.opt.name = "sgd"
   dataset = prepare.load_dataset(config.data, workdir, progress=False)
   task = tasks.get_task(config)
   loader = train.make_train_loader(config, task, dataset)
@@ -30,7 +38,7 @@ def main(workdir, cache_dir, steps):
     model=task.make_model(),
     loader=loader,
     example_batch=task.example_batch(config.data.batch_size),
-    loss_fn=losses.get_loss("rotation_nll"),
+    loss_fn=losses.get_loss(loss_name),
   )
   leaves = [np.asarray(x, np.float64).ravel() for x in jax.tree.leaves(train.host_params(state.params))]
   flat = np.concatenate(leaves)
@@ -42,4 +50,4 @@ def main(workdir, cache_dir, steps):
 
 
 if __name__ == "__main__":
-  main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+  main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:])
