@@ -102,7 +102,7 @@ def get_config(arg=None):
     config.data.num_workers = 0
     config.model.width = 16
     config.model.small_stem = True
-    config.opt.lr = 1e-3
+    # The paper's 3e-4 (not 1e-3): validation displacement 0.43 vs 0.48 and boxes with IoU 0.23 vs 0.09 (README).
     config.opt.warmup_steps = 100
     config.train.steps = 1500
     config.train.log_every = 25
