@@ -88,6 +88,17 @@ class SortingPipelineTest(absltest.TestCase):
     for key in expected:
       np.testing.assert_array_equal(expected[key], actual[key])
 
+  def test_worker_processes_give_the_same_stream(self):
+    data_config = sorting_medaka.get_config("tiny").data  # a copy: the class config stays in-process
+    batches = {}
+    for workers in (0, 1):
+      data_config.num_workers = workers
+      it = iter(pipeline.make_sorting_loader(self.dataset, data_config, [0, 1, 3], seed=5, batch_size=8))
+      batches[workers] = [next(it) for _ in range(2)]
+    for a, b in zip(batches[0], batches[1]):
+      for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
   def test_split_is_disjoint_three_to_one(self):
     train_ids, val_ids = pipeline.split_volumes([f"v{i}" for i in range(12)], 0.25, seed=0)
     self.assertLen(val_ids, 3)
