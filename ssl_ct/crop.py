@@ -152,6 +152,18 @@ def _write_markdown(path, result):
   os.replace(path + ".partial", path)
 
 
+def summary_line(result, out_dir):
+  """One line for the terminal: volumes, bytes before and after, reduction, sample recall if known."""
+  s = result["summary"]
+  recall = (
+    f", sample recall mean {s['sample_recall_mean']:.4f} min {s['sample_recall_min']:.4f}" if "sample_recall_mean" in s else ""
+  )
+  return (
+    f"cropped {s['volumes']} volumes into {out_dir}: {s['bytes_before'] / 2**20:.1f} MiB -> {s['bytes_after'] / 2**20:.1f} MiB"
+    f" ({100 * s['storage_reduction']:.1f}% storage reduction{recall}); details in {os.path.join(out_dir, 'crop.md')}"
+  )
+
+
 def crop_from_workdir(config, workdir, dataset, *, overwrite=False, progress=True):
   """`main --mode=crop`: crops the input volumes by <workdir>/localization/boxes.json."""
   boxes = _read_boxes(os.path.join(workdir, "localization", "boxes.json"))
@@ -167,14 +179,7 @@ def crop_from_workdir(config, workdir, dataset, *, overwrite=False, progress=Tru
     root=dataset.root,
     progress=progress,
   )
-  s = result["summary"]
-  recall = (
-    f", sample recall mean {s['sample_recall_mean']:.4f} min {s['sample_recall_min']:.4f}" if "sample_recall_mean" in s else ""
-  )
-  print(
-    f"cropped {s['volumes']} volumes into {out_dir}: {s['bytes_before'] / 2**20:.1f} MiB -> {s['bytes_after'] / 2**20:.1f} MiB"
-    f" ({100 * s['storage_reduction']:.1f}% storage reduction{recall})"
-  )
+  print(summary_line(result, out_dir))
   return result
 
 
@@ -205,12 +210,7 @@ def main(argv=None):
       progress=not args.quiet,
     )
 
-  result = exit_on_input_error(run)
-  s = result["summary"]
-  print(
-    f"cropped {s['volumes']} volumes into {args.out}: {s['bytes_before'] / 2**20:.1f} MiB -> {s['bytes_after'] / 2**20:.1f} MiB"
-    f" ({100 * s['storage_reduction']:.1f}% storage reduction); details in {os.path.join(args.out, 'crop.md')}"
-  )
+  print(summary_line(exit_on_input_error(run), args.out))
 
 
 if __name__ == "__main__":

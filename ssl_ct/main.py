@@ -54,8 +54,8 @@ def run(config, workdir, mode, overwrite=False):
   print(f"prepared {len(dataset.volumes)} volumes ({len(dataset.truth)} with ground truth); config in {workdir}/config.json")
   if mode == "prepare":
     return None
-  if mode == "crop":
-    return crop.crop_from_workdir(config, workdir, dataset, overwrite=overwrite)
+  if mode == "crop":  # one writer: every process of a multi-host job would write the same files
+    return crop.crop_from_workdir(config, workdir, dataset, overwrite=overwrite) if jax.process_index() == 0 else None
   summary = train.train_and_evaluate(config, workdir, mode=mode, dataset=dataset)
   if summary:
     for method, metrics in summary.items():
