@@ -25,7 +25,7 @@ def convert(source, out_path, *, overwrite=False, progress=True):
     raise InputError("output path is the input path; write the zarr somewhere else")
   attrs = {"ssl_ct": {"source": str(source), "source_format": volume.format_name, "source_dtype": volume.dtype.name}}
   out_bytes = zarr_writer.write_zarr3(volume, out_path, overwrite=overwrite, attributes=attrs, progress=progress)
-  in_bytes = zarr_writer.directory_bytes(source_path) if source_path and os.path.exists(source_path) else volume.nbytes
+  in_bytes = formats.stored_bytes(volume)
   return volume, in_bytes, out_bytes
 
 

@@ -34,12 +34,6 @@ def margin_box(box, shape, margin):
   }
 
 
-def source_bytes(volume):
-  """Bytes the input volume occupies on disk (its uncompressed size when it is not a local file)."""
-  path = formats.split_hdf5(volume.source)[0] if isinstance(volume.source, str) else ""
-  return zarr_writer.directory_bytes(path) if path and os.path.exists(path) else volume.nbytes
-
-
 def crop_volume(volume, box, out_path, *, margin, overwrite=False, progress=True):
   """Writes the crop of `volume` to `out_path`; returns its record for the crop report."""
   crop = margin_box(box, volume.shape, margin)
@@ -56,7 +50,7 @@ def crop_volume(volume, box, out_path, *, margin, overwrite=False, progress=True
   out_bytes = zarr_writer.write_zarr3(
     volume, out_path, overwrite=overwrite, attributes=attributes, progress=progress, box=(crop["start"], crop["stop"])
   )
-  in_bytes = source_bytes(volume)
+  in_bytes = formats.stored_bytes(volume)
   kept_voxels = float(np.prod(np.subtract(crop["stop"], crop["start"])) / np.prod(volume.shape))
   return {
     "output": out_path,

@@ -15,7 +15,7 @@ from absl.testing import absltest
 
 from configs import sorting_medaka
 from ssl_ct import crop, localize, losses
-from ssl_ct.data import pipeline, prepare
+from ssl_ct.data import pipeline, prepare, zarr_writer
 from ssl_ct.data.volume import ArrayVolume
 from ssl_ct.errors import InputError
 from ssl_ct.models import heads
@@ -194,6 +194,16 @@ class CropTest(absltest.TestCase):
     self.assertTrue(os.path.exists(os.path.join(tmp, "out", "crop.md")))
     with self.assertRaisesRegex(InputError, "already exists"):
       crop.crop_all({"scan": box}, [volume], os.path.dirname(out), margin=0.1)
+
+  def test_bytes_before_are_the_inputs_bytes_on_disk(self):
+    tmp = tempfile.mkdtemp()
+    source_DxHxW = np.zeros((32, 32, 32), np.uint16)  # compresses to a fraction of its 64 KiB
+    source_DxHxW[8:24, 8:24, 8:24] = 1000
+    spec = helpers.write_in_format(source_DxHxW, tmp, "zarr3")
+    volume = prepare.formats.open_volume(spec, name="scan")
+    record = crop.crop_all({"scan": None}, [volume], os.path.join(tmp, "out"), margin=0.0)["per_volume"]["scan"]
+    self.assertEqual(record["bytes_before"], zarr_writer.directory_bytes(spec))
+    self.assertLess(record["bytes_before"], source_DxHxW.nbytes)
 
   def test_null_box_keeps_the_whole_volume(self):
     tmp = tempfile.mkdtemp()

@@ -12,6 +12,7 @@ import numpy as np
 import tensorstore as ts
 import tifffile
 
+from ssl_ct.data import zarr_writer
 from ssl_ct.data.volume import Volume
 from ssl_ct.errors import InputError
 
@@ -226,6 +227,22 @@ def split_hdf5(path):
 def _url_spec(url):
   driver = "n5" if ".n5" in url.lower() else "zarr3"
   return {"driver": driver, "kvstore": url}
+
+
+def local_path(volume):
+  """The file or folder holding `volume` on this machine, or "" (a remote store, an in-memory array)."""
+  if isinstance(volume, TensorstoreVolume):
+    kv = json.loads(volume.source).get("kvstore", {})
+    path = kv.get("path", "") if isinstance(kv, dict) and kv.get("driver") == "file" else ""
+  else:
+    path = split_hdf5(volume.source)[0] if isinstance(volume.source, str) else ""
+  return path if path and os.path.exists(path) else ""
+
+
+def stored_bytes(volume):
+  """Bytes `volume` occupies on disk (compressed, as stored); its uncompressed size when not a local file."""
+  path = local_path(volume)
+  return zarr_writer.directory_bytes(path) if path else volume.nbytes
 
 
 def open_volume(spec, name=None):
