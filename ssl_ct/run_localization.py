@@ -24,8 +24,7 @@ def _mask_of(dataset, name):
 
 def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True):
   """Runs `localize` and the baseline on every volume; returns the summary (or None without truth)."""
-  for sub in ("curves", "overlays", "variance"):
-    os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+  os.makedirs(out_dir, exist_ok=True)  # sub-folders appear with the figures the localizer has
   boxes, baseline_boxes, metrics, baseline_metrics = {}, {}, {}, {}
   for volume in tqdm.tqdm(dataset.volumes, desc="localize", unit="vol"):
     name, volume_fov, value_range = volume.name, dataset.fovs[volume.name], dataset.ranges[volume.name]
@@ -42,17 +41,20 @@ def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True):
     if plot:
       grid_truth = baseline.shrink_box(truth_box, factor)
       if "curves" in extras:
+        os.makedirs(os.path.join(out_dir, "curves"), exist_ok=True)
         np.savez(os.path.join(out_dir, "curves", f"{name}.npz"), **{f"axis{a}": c for a, c in extras["curves"].items()})
         curves_png = os.path.join(out_dir, "curves", f"{name}.png")
         plots.plot_certainty_curves(name, extras["curves"], extras["smoothed"], grid_box, grid_truth, curves_png)
       shown = [(grid_box, _STYLES["predicted"]), (grid_truth, _STYLES["truth"]), (grid_baseline, _STYLES["baseline"])]
       if "variance" in extras:  # MC-dropout localization: the variance grid and paper Fig. 3
+        os.makedirs(os.path.join(out_dir, "variance"), exist_ok=True)
         np.savez_compressed(
           os.path.join(out_dir, "variance", f"{name}.npz"), variance=extras["variance"], cell=extras["cell"], axis=extras["axis"]
         )
         points = extras.get("region_points", np.zeros((0, 3), np.float32))
         views_png = os.path.join(out_dir, "variance", f"{name}.png")
         plots.plot_variance_views(volume, shown, points, extras["variance"], extras["axis"], views_png, value_range)
+      os.makedirs(os.path.join(out_dir, "overlays"), exist_ok=True)
       plots.plot_box_overlay(volume, shown, os.path.join(out_dir, "overlays", f"{name}.png"), value_range)
   complete = len(metrics) == len(boxes)
   return report.write_report(

@@ -9,7 +9,7 @@ import numpy as np
 import tensorstore as ts
 import tifffile
 
-from ssl_ct.data import zarr_writer
+from ssl_ct.data import fov, prepare, volume, zarr_writer
 
 REAL_DATA = os.environ.get("SSL_CT_REAL_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 REAL_DATA_MISSING = (
@@ -97,3 +97,10 @@ def write_in_format(array, folder, fmt):
 
 
 FORMATS = ("npy", "hdf5-dxchange", "hdf5-nexus", "hdf5-path", "tiff", "tiff-folder", "zarr2", "n5", "zarr3", "tensorstore-json")
+
+
+def array_dataset(arrays):
+  """A prepare.Dataset over in-memory arrays named v0, v1, ...: intensity range (0, 1), fields of view estimated."""
+  volumes = [volume.ArrayVolume(a, name=f"v{i}") for i, a in enumerate(arrays)]
+  fovs = {v.name: fov.estimate_fov(v) for v in volumes}
+  return prepare.Dataset(volumes=volumes, ranges={v.name: (0.0, 1.0) for v in volumes}, fovs=fovs, truth={}, root="")

@@ -5,15 +5,10 @@ import scipy.ndimage
 from absl.testing import absltest, parameterized
 
 from configs import rotation_xenopus
-from ssl_ct.data import fov, pipeline, prepare, slices, volume
+from ssl_ct.data import fov, pipeline, slices, volume
+from tests import helpers
 
 SIZE = 32
-
-
-def _dataset(volumes):
-  vols = [volume.ArrayVolume(v, name=f"v{i}") for i, v in enumerate(volumes)]
-  fovs = {v.name: fov.estimate_fov(v) for v in vols}
-  return prepare.Dataset(volumes=vols, ranges={v.name: (0.0, 1.0) for v in vols}, fovs=fovs, truth={}, root="")
 
 
 def _asymmetric_volume(depth=24, n=40):
@@ -33,7 +28,7 @@ class RotationPairTest(parameterized.TestCase):
     self.assertEqual(np.unravel_index(turned.argmax(), turned.shape), (10, 2))  # now at the left centre
 
   def test_twin_is_ref_rotated_by_its_angle_class(self):
-    dataset = _dataset([_asymmetric_volume()])
+    dataset = helpers.array_dataset([_asymmetric_volume()])
     angles = (-90, -60, -30, 0, 30, 60, 90)
     read = pipeline.ReadRotationPair(dataset, size=SIZE, twin_range=0.2, angles_deg=angles)
     rng = np.random.default_rng(0)
@@ -46,7 +41,7 @@ class RotationPairTest(parameterized.TestCase):
       self.assertEqual(int(np.argmin(errors)), int(pair["angle"]), errors)
 
   def test_inputs_are_cut_to_the_inscribed_disk(self):
-    dataset = _dataset([np.random.default_rng(0).uniform(0.2, 1.0, (20, 30, 30)).astype(np.float32)])
+    dataset = helpers.array_dataset([np.random.default_rng(0).uniform(0.2, 1.0, (20, 30, 30)).astype(np.float32)])
     read = pipeline.ReadRotationPair(dataset, size=SIZE, twin_range=0.2, angles_deg=(0, 90))
     pair = read.random_map({"volume": 0, "axis": 1, "index": 7}, np.random.default_rng(1))
     outside = slices.disk_mask(SIZE) == 0
@@ -54,7 +49,7 @@ class RotationPairTest(parameterized.TestCase):
     self.assertGreater(pair["ref"][~outside].min(), 0.0)
 
   def test_addresses_cover_each_valid_slice_once(self):
-    dataset = _dataset([np.ones((5, 6, 7), np.float32), np.ones((8, 4, 4), np.float32)])
+    dataset = helpers.array_dataset([np.ones((5, 6, 7), np.float32), np.ones((8, 4, 4), np.float32)])
     source = pipeline.make_slice_addresses(dataset)
     records = [tuple(source[i].values()) for i in range(len(source))]
     self.assertLen(set(records), len(records))
@@ -88,7 +83,7 @@ class LoaderTest(absltest.TestCase):
     super().setUpClass()
     cls.config = rotation_xenopus.get_config("tiny")
     rng = np.random.default_rng(0)
-    cls.dataset = _dataset([rng.uniform(size=(12, 20, 20)).astype(np.float32) for _ in range(3)])
+    cls.dataset = helpers.array_dataset([rng.uniform(size=(12, 20, 20)).astype(np.float32) for _ in range(3)])
 
   def _batches(self, seed, count=3, workers=0):
     self.config.data.num_workers = workers

@@ -41,11 +41,6 @@ class GroupedRankingTest(absltest.TestCase):
       np.testing.assert_allclose(jax.tree.leaves(a), jax.tree.leaves(b), rtol=1e-6)
 
 
-def _dataset(arrays):
-  volumes = [ArrayVolume(a, name=f"v{i}") for i, a in enumerate(arrays)]
-  return prepare.Dataset(volumes, {v.name: (0.0, 1.0) for v in volumes}, {v.name: None for v in volumes}, {}, "")
-
-
 class SortingPipelineTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
@@ -53,7 +48,7 @@ class SortingPipelineTest(absltest.TestCase):
     cls.config = sorting_medaka.get_config("tiny")
     rng = np.random.default_rng(0)
     # Slice z holds the value z everywhere: a slice's content reveals its index.
-    cls.dataset = _dataset(
+    cls.dataset = helpers.array_dataset(
       [np.broadcast_to(np.arange(40.0)[:, None, None], (40, 16, 16)).astype(np.float32) + rng.uniform() for _ in range(4)]
     )
 
