@@ -1,7 +1,7 @@
 r"""How well do the saved MC-dropout variance grids separate the sample, and which region rule works?
 
   python -m ssl_ct.main --config=configs/sorting_medaka.py:demo --workdir=W    # writes W/localization/variance/*.npz
-  python experiments/analyze_variance.py --workdir=W [--config=configs/sorting_medaka.py:demo]
+  python experiments/analyze_variance.py --workdir=W
 
 Needs ground-truth masks (the synthetic sets have them). Prints, per volume, the ROC AUC of the
 variance as a sample-vs-background score over grid cells (a cell is "sample" when >20% of its
@@ -13,7 +13,6 @@ To compare variance measures, localize again with --config.localize.variance_of=
 
 import argparse
 import glob
-import importlib.util
 import itertools
 import json
 import os
@@ -21,6 +20,7 @@ import os
 import numpy as np
 
 from ssl_ct import crop, evaluate, localize
+from ssl_ct import main as main_module
 from ssl_ct.data import formats, prepare, truth
 
 
@@ -47,13 +47,8 @@ def roc_auc(score, positive):
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--workdir", required=True)
-  parser.add_argument("--config", default="configs/sorting_medaka.py:demo", help="config the workdir was run with")
   args = parser.parse_args()
-  path, _, arg = args.config.partition(":")
-  spec = importlib.util.spec_from_file_location("analysed_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg or None)
+  config = main_module.read_config(args.workdir)
   root = prepare.data_root(config.data, args.workdir, progress=False)
   known = truth.read_truth(root)
   volumes = []

@@ -9,6 +9,7 @@ import os
 import sys
 
 import jax
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -43,6 +44,15 @@ def write_config(config, workdir, overwrite):
   with open(path + ".partial", "w") as f:
     f.write(text)
   os.replace(path + ".partial", path)
+
+
+def read_config(workdir):
+  """The config a workdir was run with (its config.json), for scripts that analyse the run."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise InputError(f"{path} not found; pass the --workdir of a run")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
 
 
 def run(config, workdir, mode, overwrite=False):

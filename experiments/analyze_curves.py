@@ -1,0 +1,70 @@
+r"""Which certainty-curve rule finds the box best? Replays the rule on saved rotation-loss curves.
+
+  python -m ssl_ct.main --config=configs/rotation_xenopus.py:demo --workdir=W   # writes W/localization/curves/*.npz
+  python experiments/analyze_curves.py --workdir=W
+
+Needs ground truth (the synthetic sets have it) and curves on the input grid (no
+`data.downscale_to`). Prints the signed edge errors of the current boxes (positive = inside the
+truth), then box metrics, means over volumes, for each (level, cut_noise_factor, max_gap) of
+`localize_rotation.interval_from_curve`; the config's own rule is marked. No network is run.
+"""
+
+import argparse
+import glob
+import itertools
+import os
+
+import numpy as np
+
+from ssl_ct import evaluate, localize_rotation
+from ssl_ct import main as main_module
+from ssl_ct.data import formats, prepare, truth
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--workdir", required=True)
+  args = parser.parse_args()
+  config = main_module.read_config(args.workdir)
+  root = prepare.data_root(config.data, args.workdir, progress=False)
+  known = truth.read_truth(root)
+  volumes = []
+  for npz in sorted(glob.glob(os.path.join(args.workdir, "localization", "curves", "*.npz"))):
+    name = os.path.basename(npz)[:-4]
+    saved = np.load(npz)
+    curves = {axis: saved[f"axis{axis}"] for axis in range(3)}
+    mask = formats.open_volume(os.path.join(root, known[name]["mask"])).read().astype(bool)
+    if tuple(len(curves[axis]) for axis in range(3)) != mask.shape:
+      raise SystemExit(f"{name}: curves are not on the input grid (data.downscale_to?); this script needs them to be")
+    volumes.append((name, curves, mask))
+  if not volumes:
+    raise SystemExit(f"no curves in {args.workdir}/localization/curves; run the localizer first")
+
+  loc = config.localize
+  current = (loc.level, loc.get("cut_noise_factor", 3.0), loc.max_gap)  # runs before it was a config key: the default
+  print(f"{len(volumes)} volumes; config rule: level {current[0]}, cut_noise_factor {current[1]}, max_gap {current[2]}")
+  print("mean over volumes of the box metrics per rule (* = the config's):")
+  for level, noise, gap in itertools.product((0.0, 0.02, 0.05, 0.1), (1.0, 2.0, 3.0), (0.0, 0.02, 0.05)):
+    rows, inside = [], []
+    for name, curves, mask in volumes:
+      rule = {"smooth": loc.smooth, "min_contrast": loc.min_contrast, "level": level, "cut_noise_factor": noise, "max_gap": gap}
+      box = localize_rotation.box_from_curves(curves, **rule)
+      metrics = evaluate.box_metrics(box, known[name]["box"], mask.shape, mask)
+      rows.append((metrics["mae_voxels"], metrics["iou"], metrics["recall"], box is None))
+      if box is not None:
+        inside.append(
+          np.concatenate(
+            [np.subtract(box["start"], known[name]["box"]["start"]), np.subtract(known[name]["box"]["stop"], box["stop"])]
+          )
+        )
+    mae, iou, recall, nulls = np.mean(rows, axis=0)
+    bias = np.mean(inside) if inside else float("nan")
+    mark = "*" if (level, noise, gap) == tuple(current) else " "
+    print(
+      f" {mark} level {level:.2f} cut_noise {noise:.0f} max_gap {gap:.2f}: MAE {mae:5.2f}  IoU {iou:.3f}  recall {recall:.3f}"
+      f"  null {int(round(nulls * len(volumes)))}  edges inside by {bias:+.2f}"
+    )
+
+
+if __name__ == "__main__":
+  main()
