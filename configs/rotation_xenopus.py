@@ -66,12 +66,13 @@ def get_config(arg=None):
   config.train.checkpoint_every = 1000  # steps
 
   config.localize = ml_collections.ConfigDict()
-  config.localize.twin_offsets = (0.05, 0.1)  # unrotated twins at +- these fractions of the axis (<= twin_range)
+  config.localize.twin_offsets = (1, 2)  # unrotated twins at +- these many slices (paper: the adjacent slice)
   config.localize.batch_size = 64  # pairs per scoring call
   config.localize.smooth = 0.03  # median-filter window, fraction of the axis
-  config.localize.level = 0.05  # cut between background (0) and sample (1) certainty levels
+  config.localize.cut_noise_factor = 2.0  # cut this many times the background's slice-to-slice noise above it
+  config.localize.level = 0.0  # and at least this far from background (0) to sample (1) certainty
   config.localize.min_contrast = 0.1  # sample minus background certainty below this: no sample
-  config.localize.max_gap = 0.05  # dips shorter than this fraction of the axis do not split the sample
+  config.localize.max_gap = 0.02  # dips shorter than this fraction of the axis do not split the sample
 
   config.crop = ml_collections.ConfigDict()
   config.crop.margin = 0.05  # safety margin around the box, fraction of each side of the volume
@@ -81,7 +82,7 @@ def get_config(arg=None):
     config.data.synthetic.num_volumes = 12
     config.data.synthetic.shape = (112, 112, 112)
     config.data.downscale_to = 0
-    config.data.slice_size = 48
+    config.data.slice_size = 64
     config.data.batch_size = 32
     config.data.num_workers = 0
     config.model.name = "resnet18"

@@ -68,12 +68,13 @@ _RULES = (
   ("crop.out_dir", lambda v: isinstance(v, str), "a folder path ('' = <workdir>/cropped)"),
   (
     "localize.twin_offsets",
-    lambda v: len(v) >= 1 and all(_is_num(f, 0, 0.5) and f > 0 for f in v),
-    "fractions of the axis in (0, 0.5]",
+    lambda v: len(v) >= 1 and all(_is_int(f, 1) for f in v),
+    "whole numbers of slices >= 1",
   ),
   ("localize.batch_size", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("localize.smooth", lambda v: _is_num(v, 0, 0.5), "a fraction of the axis in [0, 0.5]"),
   ("localize.level", lambda v: _is_num(v, 0, 1), "a fraction in [0, 1]"),
+  ("localize.cut_noise_factor", lambda v: _is_num(v, 0), "a number >= 0 (times the background noise)"),
   ("localize.min_contrast", lambda v: _is_num(v, 0, 1), "a certainty difference in [0, 1]"),
   ("localize.max_gap", lambda v: _is_num(v, 0, 0.5), "a fraction of the axis in [0, 0.5]"),
 )

@@ -1,11 +1,11 @@
 """Rotation-loss localization: certainty p0 of the unrotated pair, per slice along each axis.
 
-Each slice is paired with twins at the given offsets (fractions of the axis, both
-directions, within the training range), all under the same pseudo-random base rotation
-(as in training) and no relative rotation; p0 is the model's probability of the 0-degree
-class, averaged over the twins. Adjacent twins would share reconstruction noise and
-background texture, which reveal "no rotation" anywhere; twins as far apart as in training
-leave the sample's structure as the cue. Slices with several field-of-view windows keep
+Each slice is paired with twins at the given offsets (slices, both directions), all under
+the same pseudo-random base rotation (as in training) and no relative rotation; p0 is the
+model's probability of the 0-degree class, averaged over the twins. Near twins (the paper
+uses the adjacent slice) keep the curve's edges sharp: a twin k slices away blurs the
+sample's edge over k slices, since a slice just outside the sample paired with a twin
+inside it is scored as neither. Slices with several field-of-view windows keep
 their most certain window. Slices are scored in fixed-size batches through one jit-compiled function, so
 memory holds one batch and the curves, whatever the volume size.
 
@@ -13,8 +13,8 @@ Curve rule (per axis): median-smooth the curve; take the background and sample c
 levels from its 10th and 90th percentiles (the sample fills part of the axis, never all of
 it; the background level is then the median of the slices near the 10th percentile); call the axis empty when they differ by less than `min_contrast` or than
 `noise_factor` times the curve's own slice-to-slice noise; otherwise cut at
-`level` of the way from background to sample (and at least `cut_noise_factor` times the
-background slices' noise above the background), close dips shorter than `max_gap` (fraction
+`cut_noise_factor` times the background slices' noise above the background (and at least
+`level` of the way from background to sample), close dips shorter than `max_gap` (fraction
 of the axis) and keep the run above the cut with the largest area: the sample's interval.
 """
 
@@ -50,7 +50,7 @@ def _twin_indices(index, first, stop, offsets):
 def _pairs_along(volume, volume_fov, value_range, axis, *, size, offsets, seed):
   """Yields (index, window number, ref, twin) for every twin of every window of every valid slice."""
   first, stop = fov.valid_indices(volume.shape, volume_fov, axis)
-  steps = sorted({max(1, int(round(f * volume.shape[axis]))) for f in offsets})
+  steps = sorted(set(offsets))
   cache = {}
   for index in range(first, stop):
     twins = _twin_indices(index, first, stop, steps)
@@ -84,7 +84,7 @@ def _score_batches(pairs, p0_fn, params, batch_size):
       pending = []
 
 
-def certainty_curves(volume, volume_fov, value_range, *, p0_fn, params, size, offsets=(0.05, 0.1), batch_size=64, seed=0):
+def certainty_curves(volume, volume_fov, value_range, *, p0_fn, params, size, offsets=(1, 2), batch_size=64, seed=0):
   """{axis: curve}: per slice, p0 averaged over twins, max over windows (NaN: no window)."""
   curves = {}
   for axis in range(3):
@@ -114,9 +114,7 @@ def curve_noise(curve, keep=None):
   return float(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / np.sqrt(2)) if len(diffs) else 0.0
 
 
-def interval_from_curve(
-  curve, *, smooth=0.03, level=0.05, min_contrast=0.1, max_gap=0.05, noise_factor=4.0, cut_noise_factor=3.0
-):
+def interval_from_curve(curve, *, smooth=0.03, level=0.0, min_contrast=0.1, max_gap=0.02, noise_factor=4.0, cut_noise_factor=2.0):
   """Half-open (start, stop) of the sample along one axis, or None when the curve shows no sample."""
   values = smooth_curve(curve, smooth)
   background, sample = np.percentile(values, [10, 90])

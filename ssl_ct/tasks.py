@@ -38,7 +38,13 @@ class RotationTask:
     """(volume, fov, value_range) -> (box or None, {"curves", "smoothed"}) in analysis-grid voxels."""
     loc = self.config.localize
     p0_fn = localize_rotation.make_p0_fn(model, zero_class=list(self.config.data.angles_deg).index(0))
-    rule = {"smooth": loc.smooth, "level": loc.level, "min_contrast": loc.min_contrast, "max_gap": loc.max_gap}
+    rule = {
+      "smooth": loc.smooth,
+      "level": loc.level,
+      "cut_noise_factor": loc.cut_noise_factor,
+      "min_contrast": loc.min_contrast,
+      "max_gap": loc.max_gap,
+    }
 
     def localize(volume, volume_fov, value_range):
       curves = localize_rotation.certainty_curves(

@@ -60,6 +60,7 @@ class ConfigTest(parameterized.TestCase):
     ("model.dropout", 1.0),
     ("train.steps", 0),
     ("data.synthetic.kind", "zebrafish"),
+    ("localize.twin_offsets", (0.05, 0.1)),  # fractions of the axis, as before: now slices
   )
   def test_bad_values_are_named(self, key, value):
     config = rotation_xenopus.get_config("tiny")
