@@ -10,15 +10,12 @@ truth), then box metrics, means over volumes, for each (level, cut_noise_factor,
 """
 
 import argparse
-import glob
 import itertools
-import os
 
 import numpy as np
 
-from ssl_ct import evaluate, localize_rotation
+from ssl_ct import evaluate, localize_rotation, run_localization
 from ssl_ct import main as main_module
-from ssl_ct.data import formats, prepare, truth
 
 
 def main():
@@ -26,14 +23,10 @@ def main():
   parser.add_argument("--workdir", required=True)
   args = parser.parse_args()
   config = main_module.read_config(args.workdir)
-  root = prepare.data_root(config.data, args.workdir, progress=False)
-  known = truth.read_truth(root)
+  known, saved = run_localization.load_saved(args.workdir, "curves", config.data)
   volumes = []
-  for npz in sorted(glob.glob(os.path.join(args.workdir, "localization", "curves", "*.npz"))):
-    name = os.path.basename(npz)[:-4]
-    saved = np.load(npz)
-    curves = {axis: saved[f"axis{axis}"] for axis in range(3)}
-    mask = formats.open_volume(os.path.join(root, known[name]["mask"])).read().astype(bool)
+  for name, arrays, mask in saved:
+    curves = {axis: arrays[f"axis{axis}"] for axis in range(3)}
     if tuple(len(curves[axis]) for axis in range(3)) != mask.shape:
       raise SystemExit(f"{name}: curves are not on the input grid (data.downscale_to?); this script needs them to be")
     volumes.append((name, curves, mask))

@@ -12,16 +12,14 @@ To compare variance measures, localize again with --config.localize.variance_of=
 """
 
 import argparse
-import glob
 import itertools
 import json
 import os
 
 import numpy as np
 
-from ssl_ct import crop, evaluate, localize
+from ssl_ct import crop, evaluate, localize, run_localization
 from ssl_ct import main as main_module
-from ssl_ct.data import formats, prepare, truth
 
 
 def cell_fractions(mask_DxHxW, axis, cell, grid_shape):
@@ -49,14 +47,8 @@ def main():
   parser.add_argument("--workdir", required=True)
   args = parser.parse_args()
   config = main_module.read_config(args.workdir)
-  root = prepare.data_root(config.data, args.workdir, progress=False)
-  known = truth.read_truth(root)
-  volumes = []
-  for npz in sorted(glob.glob(os.path.join(args.workdir, "localization", "variance", "*.npz"))):
-    name = os.path.basename(npz)[:-4]
-    saved = np.load(npz)
-    mask = formats.open_volume(os.path.join(root, known[name]["mask"])).read().astype(bool)
-    volumes.append((name, saved["variance"], float(saved["cell"]), int(saved["axis"]), mask))
+  known, saved = run_localization.load_saved(args.workdir, "variance", config.data)
+  volumes = [(name, arrays["variance"], float(arrays["cell"]), int(arrays["axis"]), mask) for name, arrays, mask in saved]
   print("per-volume ROC AUC of the variance (sample cells vs the rest):")
   for name, grid, cell, axis, mask in volumes:
     inside = cell_fractions(mask, axis, cell, grid.shape) > 0.2

@@ -1,12 +1,13 @@
 """Localizes every volume with the trained model and with the threshold baseline; writes the report."""
 
+import glob
 import os
 
 import numpy as np
 import tqdm
 
 from ssl_ct import baseline, evaluate, plots, report
-from ssl_ct.data import formats
+from ssl_ct.data import formats, prepare, truth
 
 _STYLES = {
   "predicted": {"edgecolor": "tab:orange", "label": "predicted"},
@@ -66,3 +67,18 @@ def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True):
     baseline_metrics=baseline_metrics if complete else None,
     shapes={v.name: dataset.input_shape(v.name) for v in dataset.volumes},
   )
+
+
+def load_saved(workdir, folder, data_config):
+  """(truth entries, [(name, saved arrays, mask)]) for the results a run saved in localization/<folder>.
+
+  For analysis scripts: needs the ground-truth masks of the run's data (synthetic sets have them).
+  """
+  root = prepare.data_root(data_config, workdir, progress=False)
+  known = truth.read_truth(root)
+  saved = []
+  for npz in sorted(glob.glob(os.path.join(workdir, "localization", folder, "*.npz"))):
+    name = os.path.basename(npz)[:-4]
+    mask = formats.open_volume(os.path.join(root, known[name]["mask"])).read().astype(bool)
+    saved.append((name, np.load(npz), mask))
+  return known, saved
