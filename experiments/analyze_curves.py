@@ -4,9 +4,10 @@ r"""Which certainty-curve rule finds the box best? Replays the rule on saved rot
   python experiments/analyze_curves.py --workdir=W
 
 Needs ground truth (the synthetic sets have it) and curves on the input grid (no
-`data.downscale_to`). Prints the signed edge errors of the current boxes (positive = inside the
-truth), then box metrics, means over volumes, for each (level, cut_noise_factor, max_gap) of
-`localize_rotation.interval_from_curve`; the config's own rule is marked. No network is run.
+`data.downscale_to`). Prints box metrics, means over volumes, for each (level,
+cut_noise_factor, max_gap) of `localize_rotation.interval_from_curve`, with how far the box
+edges sit inside the truth on average (negative = outside); the run's own rule is marked. No
+network is run.
 """
 
 import argparse
