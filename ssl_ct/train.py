@@ -63,7 +63,7 @@ def train_step(state, batch, rng, *, loss_fn, schedule):
     return loss_fn(logits, batch)
 
   (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-  metrics = {**metrics, "loss": loss, "l2_grads": optax.global_norm(grads), "lr": schedule(state.step)}
+  metrics = {**metrics, "loss": loss, "l2_grads": optax.tree.norm(grads), "lr": schedule(state.step)}
   return state.apply_gradients(grads=grads), metrics
 
 
