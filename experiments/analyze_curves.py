@@ -39,9 +39,9 @@ def main():
   print(f"{len(volumes)} volumes; config rule: level {current[0]}, cut_noise_factor {current[1]}, max_gap {current[2]}")
   print("mean over volumes of the box metrics per rule (* = the config's):")
   for level, noise, gap in itertools.product((0.0, 0.02, 0.05, 0.1), (1.0, 2.0, 3.0), (0.0, 0.02, 0.05)):
+    rule = {"smooth": loc.smooth, "min_contrast": loc.min_contrast, "level": level, "cut_noise_factor": noise, "max_gap": gap}
     rows, inside = [], []
     for name, curves, mask in volumes:
-      rule = {"smooth": loc.smooth, "min_contrast": loc.min_contrast, "level": level, "cut_noise_factor": noise, "max_gap": gap}
       box = localize_rotation.box_from_curves(curves, **rule)
       metrics = evaluate.box_metrics(box, known[name]["box"], mask.shape, mask)
       rows.append((metrics["mae_voxels"], metrics["iou"], metrics["recall"], box is None))
