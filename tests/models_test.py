@@ -33,6 +33,18 @@ class ResNetTest(parameterized.TestCase):
     self.assertAlmostEqual(count, millions, delta=0.1)
     self.assertNotIn("batch_stats", variables)  # GroupNorm: no mutable state
 
+  @parameterized.parameters((32, 7, False), (16, 14, False), (8, 28, False), (16, 4, True), (8, 8, True))
+  def test_output_stride(self, output_stride, side, small_stem):
+    # Stages past the output stride dilate instead of striding: a finer grid, the same parameters.
+    size = 64 if small_stem else 224
+    model = resnet.ResNet18(num_outputs=1, output_stride=output_stride, small_stem=small_stem)
+    x = jax.ShapeDtypeStruct((1, size, size, 1), jnp.float32)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
+    _, out = jax.eval_shape(lambda v, x: model.apply(v, x), variables, x)
+    self.assertEqual(out["feature_map"].shape, (1, side, side, 512))
+    reference = jax.eval_shape(lambda x: resnet.ResNet18(num_outputs=1, small_stem=small_stem).init(jax.random.key(0), x), x)
+    self.assertEqual(jax.tree.map(lambda a: a.shape, variables), jax.tree.map(lambda a: a.shape, reference))
+
   def test_unknown_name(self):
     with self.assertRaisesRegex(ValueError, "valid names"):
       resnet.get_encoder("resnet19")

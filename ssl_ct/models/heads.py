@@ -5,6 +5,8 @@
 - SortingNet: one scalar per slice (the position score z).
 """
 
+import functools
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -47,11 +49,13 @@ class SortingNet(nn.Module):
 
 def make_model(model_config, num_classes=0):
   """RotationNet when num_classes > 0 (angle classes), else SortingNet."""
-  encoder_cls = resnet.get_encoder(model_config.name)
-  if num_classes:
-    encoder = encoder_cls(width=model_config.width, dropout_rate=model_config.dropout, small_stem=model_config.small_stem)
-    return RotationNet(encoder=encoder, num_classes=num_classes, head_hidden=model_config.head_hidden)
-  encoder = encoder_cls(
-    width=model_config.width, dropout_rate=model_config.dropout, small_stem=model_config.small_stem, num_outputs=1
+  encoder_cls = functools.partial(
+    resnet.get_encoder(model_config.name),
+    width=model_config.width,
+    dropout_rate=model_config.dropout,
+    small_stem=model_config.small_stem,
+    output_stride=model_config.get("output_stride", 32),  # absent from configs saved before it existed
   )
-  return SortingNet(encoder=encoder)
+  if num_classes:
+    return RotationNet(encoder=encoder_cls(), num_classes=num_classes, head_hidden=model_config.head_hidden)
+  return SortingNet(encoder=encoder_cls(num_outputs=1))

@@ -27,13 +27,14 @@ def _norm(channels, name=None, zero_init=False):
 class BasicBlock(nn.Module):
   filters: int
   strides: int = 1
+  dilation: int = 1
 
   @nn.compact
   def __call__(self, x):
     residual = x
-    y = nn.Conv(self.filters, (3, 3), self.strides, use_bias=False)(x)
+    y = nn.Conv(self.filters, (3, 3), self.strides, kernel_dilation=self.dilation, use_bias=False)(x)
     y = nn.relu(_norm(self.filters)(y))
-    y = nn.Conv(self.filters, (3, 3), use_bias=False)(y)
+    y = nn.Conv(self.filters, (3, 3), kernel_dilation=self.dilation, use_bias=False)(y)
     y = _norm(self.filters, zero_init=True)(y)
     if residual.shape != y.shape:
       residual = nn.Conv(self.filters, (1, 1), self.strides, use_bias=False, name="proj")(residual)
@@ -44,12 +45,15 @@ class BasicBlock(nn.Module):
 class BottleneckBlock(nn.Module):
   filters: int
   strides: int = 1
+  dilation: int = 1
 
   @nn.compact
   def __call__(self, x):
     residual = x
     y = nn.relu(_norm(self.filters)(nn.Conv(self.filters, (1, 1), use_bias=False)(x)))
-    y = nn.relu(_norm(self.filters)(nn.Conv(self.filters, (3, 3), self.strides, use_bias=False)(y)))
+    y = nn.relu(
+      _norm(self.filters)(nn.Conv(self.filters, (3, 3), self.strides, kernel_dilation=self.dilation, use_bias=False)(y))
+    )
     y = nn.Conv(self.filters * 4, (1, 1), use_bias=False)(y)
     y = _norm(self.filters * 4, zero_init=True)(y)
     if residual.shape != y.shape:
@@ -70,6 +74,9 @@ class ResNet(nn.Module):
   num_outputs: int = 0
   dropout_rate: float = 0.0
   small_stem: bool = False  # 3x3 stride-2 stem without max-pool (input/2, not /4), for small slices
+  # Input pixels per feature-map cell; stages past it keep their resolution and dilate
+  # instead (DeepLab's output stride): a finer superpixel grid for the same receptive field.
+  output_stride: int = 32
 
   @nn.compact
   def __call__(self, x_BxHxWx1, *, deterministic=True):
@@ -80,10 +87,15 @@ class ResNet(nn.Module):
       x = nn.Conv(self.width, (7, 7), 2, padding=[(3, 3), (3, 3)], use_bias=False, name="stem")(x)
       x = nn.relu(_norm(self.width, name="stem_norm")(x))
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+    stride, dilation = (2 if self.small_stem else 4), 1
     for stage, num_blocks in enumerate(self.stage_sizes):
       for block in range(num_blocks):
         strides = 2 if stage > 0 and block == 0 else 1
-        x = self.block_cls(self.width * 2**stage, strides, name=f"stage{stage + 1}_block{block + 1}")(x)
+        if strides == 2 and stride >= self.output_stride:
+          strides, dilation = 1, dilation * 2
+        stride *= strides
+        name = f"stage{stage + 1}_block{block + 1}"
+        x = self.block_cls(self.width * 2**stage, strides, dilation, name=name)(x)
     x = nn.Dropout(self.dropout_rate, name="mc_dropout")(x, deterministic=deterministic)
     feature_map_BxhxwxC = nn.Conv(x.shape[-1], (1, 1), name="embed")(x)
     embedding_BxC = jnp.mean(feature_map_BxhxwxC, axis=(1, 2))
