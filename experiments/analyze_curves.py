@@ -5,7 +5,7 @@ r"""Which certainty-curve rule finds the box best? Replays the rule on saved rot
 
 Needs ground truth (the synthetic sets have it) and curves on the input grid (no
 `data.downscale_to`). Prints box metrics, means over volumes, for each (level,
-cut_noise_factor, max_gap) of `localize_rotation.interval_from_curve`, with how far the box
+cut_noise_factor, max_gap) of `curves.interval_from_curve`, with how far the box
 edges sit inside the truth on average (negative = outside); the run's own rule is marked. No
 network is run.
 """

@@ -3,10 +3,11 @@ r"""How well do the saved MC-dropout variance grids separate the sample, and whi
   python -m ssl_ct.main --config=configs/sorting_medaka.py:demo --workdir=W    # writes W/localization/variance/*.npz
   python experiments/analyze_variance.py --workdir=W
 
-Needs ground-truth masks (the synthetic sets have them). Prints, per volume, the ROC AUC of the
-variance as a sample-vs-background score over grid cells (a cell is "sample" when >20% of its
-voxels are), then box metrics of the region rule over a grid of (top percent, smoothing, gap),
-with the sample recall after a 5% crop margin, computed on the saved grids (no network needed).
+Needs ground-truth masks (the synthetic sets have them). Prints the ROC AUC of the variance as
+a sample-vs-background score over grid cells (a cell is "sample" when >20% of its voxels are;
+mean and range over volumes), then box metrics of `localize.box_from_grid` over a grid of rules
+(extent "variance" or "score", top percent, cut, flat fraction, gap), with the sample recall
+after a 5% crop margin, replayed on the saved grids and scores (no network needed).
 To compare variance measures, localize again with --config.localize.variance_of=embedding
 (--mode=localize) into another workdir and run this on it.
 """
@@ -49,11 +50,12 @@ def main():
   config = main_module.read_config(args.workdir)
   known, saved = run_localization.load_saved(args.workdir, "variance", config.data)
   volumes = [(name, arrays["variance"], float(arrays["cell"]), int(arrays["axis"]), mask) for name, arrays, mask in saved]
-  print("per-volume ROC AUC of the variance (sample cells vs the rest):")
-  for name, grid, cell, axis, mask in volumes:
+  aucs = []
+  for _, grid, cell, axis, mask in volumes:
     inside = cell_fractions(mask, axis, cell, grid.shape) > 0.2
     valid = np.isfinite(grid)
-    print(f"  {name}: {roc_auc(grid[valid], inside[valid]):.3f}")
+    aucs.append(roc_auc(grid[valid], inside[valid]))
+  print(f"ROC AUC of the variance, sample cells vs the rest: mean {np.mean(aucs):.3f}, range {min(aucs):.3f}-{max(aucs):.3f}")
   boxes_path = os.path.join(args.workdir, "localization", "boxes.json")
   with open(boxes_path) as f:
     boxes = json.load(f)
@@ -62,20 +64,31 @@ def main():
     inside_start = np.mean([np.subtract(boxes[n]["start"], known[n]["box"]["start"]) for n in found], axis=0)
     inside_stop = np.mean([np.subtract(known[n]["box"]["stop"], boxes[n]["stop"]) for n in found], axis=0)
     print(f"boxes.json edges inside the truth (voxels, z y x; negative = outside): start {inside_start}, stop {inside_stop}")
-  print("region rule on the saved grids (means over volumes):")
-  for top, smooth, gap in itertools.product((3, 5, 10, 15), (0.0, 0.02, 0.05), (0.0, 0.05)):
+  print("box rule on the saved grids and scores (means over volumes; min crop recall over volumes):")
+  base = {"smooth": config.localize.smooth}
+  rules = [{"extent": "variance", "top_percent": top, "max_gap": config.localize.max_gap} for top in (3, 5, 10)]
+  rules += [
+    {"extent": "score", "top_percent": top, "cut_noise_factor": cut, "flat_fraction": flat, "max_gap": gap}
+    for top, cut, flat, gap in itertools.product((3, 5, 10, 15), (2.0, 4.0, 8.0), (0.1, 0.2), (0.02, 0.05))
+  ]
+  for rule in rules:
     rows = []
-    for name, grid, cell, axis, mask in volumes:
-      length = grid.shape[0]
-      region = localize.region_from_grid(grid, top, smooth_slices=smooth * length, gap_slices=int(round(gap * length)))
-      box = None if region is None else localize.box_of_region(region, axis, cell, mask.shape)
+    for name, arrays, mask in saved:
+      grid, scores = arrays["variance"], arrays["scores"] if "scores" in arrays else None
+      if rule["extent"] == "score" and scores is None:
+        break  # saved before the scores were
+      box, _ = localize.box_from_grid(grid, scores, float(arrays["cell"]), int(arrays["axis"]), mask.shape, **base, **rule)
       metrics = evaluate.box_metrics(box, known[name]["box"], mask.shape, mask)
       cropped = evaluate.box_metrics(crop.margin_box(box, mask.shape, 0.05), known[name]["box"], mask.shape, mask)
-      rows.append((metrics["iou"], metrics["recall"], cropped["recall"], cropped["kept_fraction"]))
-    iou, recall, crop_recall, kept = np.mean(rows, axis=0)
+      rows.append((metrics["mae_voxels"], metrics["iou"], metrics["recall"], cropped["recall"], cropped["kept_fraction"]))
+    if len(rows) < len(saved):
+      continue
+    mae, iou, recall, crop_recall, kept = np.mean(rows, axis=0)
+    worst = min(r[3] for r in rows)
+    text = ", ".join(f"{k} {v}" for k, v in rule.items())
     print(
-      f"  top {top:>2}% smooth {smooth:.2f} gap {gap:.2f}: IoU {iou:.3f}  recall {recall:.3f}"
-      f"  after 5% margin: recall {crop_recall:.3f}, kept {kept:.3f}"
+      f"  {text}: MAE {mae:.2f}  IoU {iou:.3f}  recall {recall:.3f}"
+      f"  after 5% margin: recall {crop_recall:.4f} (min {worst:.3f}), kept {kept:.3f}"
     )
 
 

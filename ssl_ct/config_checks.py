@@ -51,6 +51,7 @@ _RULES = (
   ("model.width", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("model.dropout", lambda v: _is_num(v, 0) and v < 1, "a rate in [0, 1)"),
   ("model.head_hidden", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("model.output_stride", lambda v: v in (4, 8, 16, 32), "4, 8, 16 or 32 (input pixels per feature-map cell)"),
   ("opt.name", lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
   ("opt.lr", lambda v: _is_num(v) and v > 0, "a positive number"),
   ("opt.weight_decay", lambda v: _is_num(v, 0), "a number >= 0"),
@@ -64,6 +65,8 @@ _RULES = (
   ("localize.num_samples", lambda v: _is_int(v, 2), "an integer >= 2 (MC-dropout passes)"),
   ("localize.top_percent", lambda v: _is_num(v, 0, 100) and v > 0, "a percentage in (0, 100]"),
   ("localize.variance_of", lambda v: v in ("position", "embedding"), "'position' or 'embedding'"),
+  ("localize.extent", lambda v: v in ("score", "variance"), "'score' or 'variance' (the paper's rule)"),
+  ("localize.flat_fraction", lambda v: _is_num(v, 0, 0.5) and v > 0, "a fraction of the slices in (0, 0.5]"),
   ("crop.margin", lambda v: _is_num(v, 0, 0.5), "a fraction of the side in [0, 0.5]"),
   ("crop.out_dir", lambda v: isinstance(v, str), "a folder path ('' = <workdir>/cropped)"),
   (

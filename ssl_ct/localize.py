@@ -9,8 +9,18 @@ after it) is batched, the ResNet stages before it run once per slice.
 
 The per-slice variance maps are pasted into a 3D grid (slices x superpixel cells of the
 slice plane); the top `top_percent` % of the grid's cells, their largest connected region
-(26-connectivity) and its bounding box give the sample. Slices are processed in fixed-size
-batches, so memory holds one batch and the small grid, whatever the volume size.
+(26-connectivity) and its bounding box give the sample (the paper's rule, `extent="variance"`).
+
+The same T samples also give each slice's position score z (their mean: everything after
+the dropout is linear, so it is the deterministic score up to sampling noise). The network
+cannot order empty slices, and maps them all to one level; along the sample the score moves
+away from it. With `extent="score"` (default) the sample's extent along the sort axis is the
+run of slices whose score departs from that level (`extent_from_scores`), and the in-plane
+box is the variance region's, sought among those slices only: the variance fades with the
+sample's cross-section, and loses a thin faint end that the score still orders.
+
+Slices are processed in fixed-size batches, so memory holds one batch, the small grid and
+the score per slice, whatever the volume size.
 """
 
 import jax
@@ -18,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.ndimage
 
+from ssl_ct import curves
 from ssl_ct.data import fov, slices
 
 _FULL_CONNECTIVITY = np.ones((3, 3, 3), bool)
@@ -34,7 +45,9 @@ def mc_feature_maps(model, params, images_BxNxNx1, key, num_samples):
 
 
 def make_variance_fn(model, num_samples, variance_of="position"):
-  """jit-compiled (params, images_BxNxNx1, key) -> per-superpixel variance B x h x w across T dropout samples.
+  """jit-compiled (params, images_BxNxNx1, key) -> (variance_Bxhxw, score_B) across T dropout samples.
+
+  variance_Bxhxw: per superpixel; score_B: the mean of the T position scores z.
 
   variance_of="embedding": the paper's literal measure, the embedding's variance averaged over
   channels. "position": the variance of each superpixel's contribution to the position score
@@ -47,9 +60,13 @@ def make_variance_fn(model, num_samples, variance_of="position"):
   @jax.jit
   def variance(params, images_BxNxNx1, key):
     maps_TxBxhxwxC = mc_feature_maps(model, params, images_BxNxNx1, key, num_samples)
+    head = params["encoder"]["head"]
+    score_TxB = jnp.mean(maps_TxBxhxwxC, axis=(2, 3)) @ head["kernel"][:, 0] + head["bias"][0]
     if variance_of == "position":
-      return jnp.var(maps_TxBxhxwxC @ params["encoder"]["head"]["kernel"][:, 0], axis=0)
-    return jnp.mean(jnp.var(maps_TxBxhxwxC, axis=0), axis=-1)
+      variance_Bxhxw = jnp.var(maps_TxBxhxwxC @ head["kernel"][:, 0], axis=0)
+    else:
+      variance_Bxhxw = jnp.mean(jnp.var(maps_TxBxhxwxC, axis=0), axis=-1)
+    return variance_Bxhxw, jnp.mean(score_TxB, axis=0)
 
   return variance
 
@@ -90,19 +107,25 @@ def _paste(canvas_RxC, map_hxw, window, cell):
 
 
 def variance_grid(volume, volume_fov, value_range, *, variance_fn, params, size, axis, grid_side, batch_size=32, seed=0):
-  """(grid_SxRxC, cell): embedding variance per slice along `axis` and per cell of `cell` voxels (NaN: no data)."""
+  """(grid_SxRxC, cell, scores_S): variance per slice along `axis` and cell of `cell` voxels, score per slice.
+
+  NaN where a slice or cell saw no data; a slice with several windows gets their mean score.
+  """
   first, stop = fov.valid_indices(volume.shape, volume_fov, axis)
   plane = _plane(volume.shape, axis)
   cell = _cell_size(volume.shape, volume_fov, axis, first, stop, grid_side) if stop > first else 1.0
   grid = np.full((volume.shape[axis], *(int(np.ceil(n / cell)) for n in plane)), np.nan, np.float32)
+  score_sums, score_counts = np.zeros(volume.shape[axis]), np.zeros(volume.shape[axis])
   key = jax.random.key(seed)
   pending = []
 
   def flush():
     images = np.stack([p[2] for p in pending] + [pending[0][2]] * (batch_size - len(pending)))
-    maps = np.asarray(variance_fn(params, jnp.asarray(images), jax.random.fold_in(key, pending[0][0])))
-    for (index, window, _), map_hxw in zip(pending, maps):
+    maps, scores = variance_fn(params, jnp.asarray(images), jax.random.fold_in(key, pending[0][0]))
+    for (index, window, _), map_hxw, score in zip(pending, np.asarray(maps), np.asarray(scores)):
       _paste(grid[index], map_hxw, window, cell)
+      score_sums[index] += score
+      score_counts[index] += 1
     pending.clear()
 
   for index in range(first, stop):
@@ -113,7 +136,36 @@ def variance_grid(volume, volume_fov, value_range, *, variance_fn, params, size,
         flush()
   if pending:
     flush()
-  return grid, cell
+  with np.errstate(invalid="ignore"):
+    scores = np.where(score_counts > 0, score_sums / score_counts, np.nan).astype(np.float32)
+  return grid, cell, scores
+
+
+def _flat_level(scores, fraction):
+  """The score the network gives empty slices: the centre of the tightest `fraction` of the scores."""
+  ordered = np.sort(scores[np.isfinite(scores)])
+  n = max(2, int(round(fraction * len(ordered))))
+  if len(ordered) <= n:
+    return float(np.median(ordered))
+  first = int(np.argmin(ordered[n - 1 :] - ordered[: len(ordered) - n + 1]))
+  return float(np.median(ordered[first : first + n]))
+
+
+def extent_from_scores(scores_S, *, flat_fraction=0.1, smooth=0.02, cut_noise_factor=2.0, max_gap=0.02):
+  """Half-open (start, stop) along the sort axis where the score departs from the empty-slice level, or None.
+
+  The level is the tightest cluster of `flat_fraction` of the slices' scores (needs that many
+  empty slices); the curve |score - level| then goes through `curves.interval_from_curve`
+  (median smoothing over `smooth` of the axis, a cut at `cut_noise_factor` times the noise of
+  the empty slices, dips up to `max_gap` closed). None: no departure above the noise.
+  """
+  finite = np.isfinite(scores_S)
+  if finite.sum() < 4:
+    return None
+  departure = np.abs(scores_S - _flat_level(scores_S, flat_fraction))
+  return curves.interval_from_curve(
+    departure, smooth=smooth, min_contrast=0.0, max_gap=max_gap, cut_noise_factor=cut_noise_factor
+  )
 
 
 def smooth_along_axis(grid_SxRxC, sigma_slices):
@@ -173,20 +225,71 @@ def region_points(region_SxRxC, axis, cell):
   return np.stack(_to_volume_order(axis, along + 0.5, rows, cols), axis=1).astype(np.float32)
 
 
-def localize_volume(
-  volume, volume_fov, value_range, *, variance_fn, params, size, axis, grid_side, top_percent, smooth=0.0, max_gap=0.0, **kw
+def box_from_grid(
+  grid_SxRxC,
+  scores_S,
+  cell,
+  axis,
+  shape,
+  *,
+  top_percent,
+  smooth=0.0,
+  max_gap=0.0,
+  extent="score",
+  flat_fraction=0.1,
+  cut_noise_factor=2.0,
 ):
-  """(box or None, extras) on the grid the volume is given on; extras hold the grid and the region.
+  """(box or None, region or None) from a variance grid and the slices' scores: the region rule without the network.
 
-  `smooth` and `max_gap` are fractions of the sort axis (see region_from_grid).
+  `smooth` and `max_gap` are fractions of the sort axis (see region_from_grid). `extent`:
+  "score" (sort-axis extent from the scores, in-plane box from the variance region among
+  those slices) or "variance" (the paper's rule: the variance region's box).
   """
-  grid, cell = variance_grid(
-    volume, volume_fov, value_range, variance_fn=variance_fn, params=params, size=size, axis=axis, grid_side=grid_side, **kw
+  length = grid_SxRxC.shape[0]
+  interval = None
+  if extent == "score":
+    interval = extent_from_scores(
+      scores_S, flat_fraction=flat_fraction, smooth=smooth, cut_noise_factor=cut_noise_factor, max_gap=max_gap
+    )
+    if interval is None:
+      return None, None
+    within = grid_SxRxC.copy()  # the region is sought among the sample's slices only
+    within[: interval[0]] = np.nan
+    within[interval[1] :] = np.nan
+    grid_SxRxC = within
+  region = region_from_grid(grid_SxRxC, top_percent, smooth_slices=smooth * length, gap_slices=int(round(max_gap * length)))
+  if region is None and interval is None:
+    return None, None
+  if region is None:  # a sample along the axis, but no variance structure across it: keep the whole plane
+    region = np.zeros(grid_SxRxC.shape, bool)
+    region[interval[0] : interval[1]] = True
+  box = box_of_region(region, axis, cell, shape)
+  if interval is not None:
+    box["start"][axis], box["stop"][axis] = interval
+  return box, region
+
+
+def localize_volume(
+  volume, volume_fov, value_range, *, variance_fn, params, size, axis, grid_side, batch_size=32, seed=0, **rule
+):
+  """(box or None, extras) on the grid the volume is given on; extras hold the grid, scores and region.
+
+  `rule`: the keyword arguments of box_from_grid.
+  """
+  grid, cell, scores = variance_grid(
+    volume,
+    volume_fov,
+    value_range,
+    variance_fn=variance_fn,
+    params=params,
+    size=size,
+    axis=axis,
+    grid_side=grid_side,
+    batch_size=batch_size,
+    seed=seed,
   )
-  length = volume.shape[axis]
-  region = region_from_grid(grid, top_percent, smooth_slices=smooth * length, gap_slices=int(round(max_gap * length)))
-  extras = {"variance": grid, "cell": cell, "axis": axis}
-  if region is None:
-    return None, extras
-  extras["region_points"] = region_points(region, axis, cell)
-  return box_of_region(region, axis, cell, volume.shape), extras
+  box, region = box_from_grid(grid, scores, cell, axis, volume.shape, **rule)
+  extras = {"variance": grid, "cell": cell, "axis": axis, "scores": scores}
+  if region is not None:
+    extras["region_points"] = region_points(region, axis, cell)
+  return box, extras

@@ -118,13 +118,13 @@ def _hull_outline(points_Px2):
   return loop[:, 0], loop[:, 1]
 
 
-def plot_variance_views(volume, boxes, region_points_Px3, variance_SxRxC, sort_axis, path, value_range=None):
+def plot_variance_views(volume, boxes, region_points_Px3, variance_SxRxC, sort_axis, path, value_range=None, scores_S=None):
   """Paper Fig. 3: a slice through the box with the boxes; a projection with the predicted region's hull.
 
   Top-left: the slice along the sort axis through the region's centre; top-right: the mean
   projection across the sort axis's neighbour (the long side in view) with the convex hull
   of the predicted region (orange) and the boxes; bottom: the variance grid's maximum over
-  each slice plane, per slice along the sort axis.
+  each slice plane, per slice along the sort axis, and the position score per slice (grey).
   """
   low, high = value_range or intensity.intensity_range(volume)
   center = region_points_Px3.mean(axis=0).astype(int) if len(region_points_Px3) else [n // 2 for n in volume.shape]
@@ -158,6 +158,10 @@ def plot_variance_views(volume, boxes, region_points_Px3, variance_SxRxC, sort_a
         curve_ax.axvline(edge, color=style["edgecolor"], linestyle=style.get("linestyle", "-"), linewidth=1)
   curve_ax.set_xlabel(f"slice index along {AXIS_NAMES[sort_axis]}")
   curve_ax.set_ylabel("max embedding variance")
+  if scores_S is not None:
+    score_ax = curve_ax.twinx()
+    score_ax.plot(scores_S, color="0.4", linewidth=1)
+    score_ax.set_ylabel("position score z", color="0.4")
   handles = [
     matplotlib.patches.Patch(fill=False, edgecolor=s["edgecolor"], linestyle=s.get("linestyle", "-"), label=s["label"])
     for _, s in boxes

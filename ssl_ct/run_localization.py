@@ -49,12 +49,13 @@ def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True):
       shown = [(grid_box, _STYLES["predicted"]), (grid_truth, _STYLES["truth"]), (grid_baseline, _STYLES["baseline"])]
       if "variance" in extras:  # MC-dropout localization: the variance grid and paper Fig. 3
         os.makedirs(os.path.join(out_dir, "variance"), exist_ok=True)
-        np.savez_compressed(
-          os.path.join(out_dir, "variance", f"{name}.npz"), variance=extras["variance"], cell=extras["cell"], axis=extras["axis"]
-        )
+        saved = {k: extras[k] for k in ("variance", "cell", "axis", "scores")}
+        np.savez_compressed(os.path.join(out_dir, "variance", f"{name}.npz"), **saved)
         points = extras.get("region_points", np.zeros((0, 3), np.float32))
         views_png = os.path.join(out_dir, "variance", f"{name}.png")
-        plots.plot_variance_views(volume, shown, points, extras["variance"], extras["axis"], views_png, value_range)
+        plots.plot_variance_views(
+          volume, shown, points, extras["variance"], extras["axis"], views_png, value_range, scores_S=extras["scores"]
+        )
       os.makedirs(os.path.join(out_dir, "overlays"), exist_ok=True)
       plots.plot_box_overlay(volume, shown, os.path.join(out_dir, "overlays", f"{name}.png"), value_range)
   complete = len(metrics) == len(boxes)

@@ -5,7 +5,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from ssl_ct import localize, localize_rotation
+from ssl_ct import curves, localize, localize_rotation
 from ssl_ct.data import pipeline
 from ssl_ct.models import heads
 
@@ -47,7 +47,7 @@ class RotationTask:
     }
 
     def localize(volume, volume_fov, value_range):
-      curves = localize_rotation.certainty_curves(
+      by_axis = localize_rotation.certainty_curves(
         volume,
         volume_fov,
         value_range,
@@ -58,8 +58,8 @@ class RotationTask:
         batch_size=loc.batch_size,
         seed=self.config.seed,
       )
-      smoothed = {axis: localize_rotation.smooth_curve(c, loc.smooth) for axis, c in curves.items()}
-      return localize_rotation.box_from_curves(curves, **rule), {"curves": curves, "smoothed": smoothed}
+      smoothed = {axis: curves.smooth_curve(c, loc.smooth) for axis, c in by_axis.items()}
+      return localize_rotation.box_from_curves(by_axis, **rule), {"curves": by_axis, "smoothed": smoothed}
 
     return localize
 
@@ -121,6 +121,9 @@ class SortingTask:
         top_percent=loc.top_percent,
         smooth=loc.smooth,
         max_gap=loc.max_gap,
+        extent=loc.get("extent", "variance"),  # configs saved before the score extent existed
+        flat_fraction=loc.get("flat_fraction", 0.1),
+        cut_noise_factor=loc.get("cut_noise_factor", 2.0),
         batch_size=loc.batch_size,
         seed=self.config.seed,
       )

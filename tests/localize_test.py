@@ -3,7 +3,7 @@
 import numpy as np
 from absl.testing import absltest
 
-from ssl_ct import baseline, evaluate, localize_rotation
+from ssl_ct import baseline, curves, evaluate, localize_rotation
 from ssl_ct.data import volume
 
 
@@ -16,25 +16,25 @@ def _curve(n=100, start=30, stop=70, low=0.2, high=0.8, noise=0.05, seed=0):
 
 class CurveRuleTest(absltest.TestCase):
   def test_step_curve(self):
-    self.assertEqual(localize_rotation.interval_from_curve(_curve()), (30, 70))
+    self.assertEqual(curves.interval_from_curve(_curve()), (30, 70))
 
   def test_noisy_step_with_unscored_rim(self):
     curve = _curve(noise=0.12, seed=3)
     curve[:8] = np.nan  # rim slices without a field-of-view window
-    start, stop = localize_rotation.interval_from_curve(curve)
+    start, stop = curves.interval_from_curve(curve)
     self.assertLessEqual(abs(start - 30), 2)
     self.assertLessEqual(abs(stop - 70), 2)
 
   def test_flat_curve_is_no_sample(self):
     # A rise smaller than min_contrast (0.1) over the background is no sample.
-    self.assertIsNone(localize_rotation.interval_from_curve(_curve(high=0.26, noise=0.02)))
-    self.assertIsNone(localize_rotation.interval_from_curve(_curve(high=0.2, noise=0.05)))
-    self.assertIsNone(localize_rotation.interval_from_curve(np.full(50, 0.5, np.float32)))
+    self.assertIsNone(curves.interval_from_curve(_curve(high=0.26, noise=0.02)))
+    self.assertIsNone(curves.interval_from_curve(_curve(high=0.2, noise=0.05)))
+    self.assertIsNone(curves.interval_from_curve(np.full(50, 0.5, np.float32)))
 
   def test_keeps_the_run_with_the_largest_area(self):
     curve = _curve(start=50, stop=90, noise=0.02)
     curve[10:14] = 0.8  # a short spike, e.g. debris
-    start, stop = localize_rotation.interval_from_curve(curve)
+    start, stop = curves.interval_from_curve(curve)
     # The sample's run, not the spike's; the cut sits 2x the noise above the background, so a
     # noise excursion next to an edge may join the run (here 3 slices before 50).
     self.assertLessEqual(abs(start - 50), 3)
@@ -42,11 +42,11 @@ class CurveRuleTest(absltest.TestCase):
 
   def test_box_is_none_when_one_axis_is_empty(self):
     # Moderate noise: this test is about assembling intervals; edges under heavy noise have their own test.
-    curves = {0: _curve(noise=0.02), 1: _curve(start=10, stop=40, noise=0.02), 2: _curve(high=0.2, noise=0.02)}
-    self.assertIsNone(localize_rotation.box_from_curves(curves))
-    curves[2] = _curve(start=5, stop=95, noise=0.02)
-    intervals = [localize_rotation.interval_from_curve(curves[axis]) for axis in range(3)]
-    box = localize_rotation.box_from_curves(curves)
+    by_axis = {0: _curve(noise=0.02), 1: _curve(start=10, stop=40, noise=0.02), 2: _curve(high=0.2, noise=0.02)}
+    self.assertIsNone(localize_rotation.box_from_curves(by_axis))
+    by_axis[2] = _curve(start=5, stop=95, noise=0.02)
+    intervals = [curves.interval_from_curve(by_axis[axis]) for axis in range(3)]
+    box = localize_rotation.box_from_curves(by_axis)
     self.assertEqual(box, {"start": [i[0] for i in intervals], "stop": [i[1] for i in intervals]})
     np.testing.assert_allclose(box["start"] + box["stop"], [30, 10, 5, 70, 40, 95], atol=2)
 

@@ -1,6 +1,6 @@
-"""End-to-end quality on a small held-out synthetic set: the trained rotation model must beat
-the threshold baseline. The slowest test (a few minutes on 2 cores): smaller volumes or
-slices leave the model at chance within a CI budget."""
+"""End-to-end quality on small synthetic sets the demos never see: each trained model must
+beat the threshold baseline. The slowest tests (a few minutes on 2 cores): smaller volumes or
+slices leave the models at chance within a CI budget."""
 
 import tempfile
 
@@ -32,9 +32,8 @@ class QualityTest(absltest.TestCase):
 
 def small_sorting_config():
   config = sorting_medaka.get_config("demo")
-  config.data.synthetic.seed = 1  # not the demo set
+  config.data.synthetic.seed = 1  # not the demo set, nor seeds 4-5 the box rule was chosen on
   config.data.synthetic.num_volumes = 12
-  config.data.slice_size = 64  # 4x faster than the demo's 128 px
   config.train.steps = 600
   config.train.log_every = 100
   config.train.eval_every = 300
@@ -43,16 +42,20 @@ def small_sorting_config():
 
 
 class SortingQualityTest(absltest.TestCase):
-  def test_sorting_model_orders_held_out_slices(self):
+  def test_sorting_model_orders_held_out_slices_and_finds_the_fish(self):
     workdir = tempfile.mkdtemp()
     config = small_sorting_config()
-    train.train_and_evaluate(config, workdir, mode="train")
+    summary = train.train_and_evaluate(config, workdir)
     validation = [r["val_mean_displacement"] for r in metric_writer.read_metrics(workdir) if "val_mean_displacement" in r]
     k = config.data.slices_per_batch
     chance = (k * k - 1) / (3 * k)  # expected mean displacement of a random order of k slices
     # Held-out volumes: at most half the displacement of a random order (about 2 of 12 places).
     self.assertLess(validation[-1], 0.5 * chance, validation)
-
+    # The boxes beat the threshold baseline, which boxes the bright tube (measured: MAE 9.4 vs
+    # 17.3 voxels, IoU 0.34 vs 0.23 with 9 training volumes and 600 steps).
+    method, threshold = summary["sorting loss (MC dropout)"], summary["threshold baseline"]
+    self.assertLess(method["mae_voxels"], 0.75 * threshold["mae_voxels"], summary)
+    self.assertGreater(method["iou"], threshold["iou"] + 0.05, summary)
 
 if __name__ == "__main__":
   absltest.main()

@@ -120,10 +120,13 @@ class McDropoutTest(absltest.TestCase):
       self.assertEqual(maps.shape[:2], (5, 3))
       spread = float(jnp.max(jnp.abs(maps - maps[:1])))
       self.assertEqual(spread > 1e-6, differ, (dropout, spread))
+      z_det, _ = model.apply({"params": params}, {"image": images})
       for variance_of in ("position", "embedding"):
-        variance = localize.make_variance_fn(model, 5, variance_of)(params, images, jax.random.key(2))
+        variance, score = localize.make_variance_fn(model, 5, variance_of)(params, images, jax.random.key(2))
         self.assertEqual(variance.shape, maps.shape[1:4])
         self.assertEqual(float(jnp.max(variance)) > 1e-9, differ)
+        # The mean of the T scores is the position score z: exactly without dropout, nearly with it.
+        np.testing.assert_allclose(score, z_det, rtol=1e-5, atol=1e-5 if not differ else 0.5 * float(jnp.std(z_det)) + 1e-3)
 
   def test_vmapped_samples_equal_one_pass_per_key(self):
     model, params, images = self._model_and_params(0.3)
@@ -163,6 +166,32 @@ class RegionRuleTest(absltest.TestCase):
     region[7:9, 1:3, 2] = True  # sort axis 1 (y): grid is (y, z-cells, x-cells), 4 voxels per cell
     box = localize.box_of_region(region, axis=1, cell=4.0, shape=(20, 30, 16))
     self.assertEqual(box, {"start": [4, 7, 8], "stop": [12, 9, 12]})
+
+
+def _scores(n=150, start=40, stop=110, level=0.3, noise=0.002, seed=0):
+  """Position scores as the trained network gives them: one level for empty slices, a dip and climb through the sample."""
+  rng = np.random.default_rng(seed)
+  scores = np.full(n, level) + noise * rng.standard_normal(n)
+  ramp = np.linspace(0.0, 1.0, stop - start)
+  scores[start:stop] += np.where(ramp < 0.15, -ramp / 0.15, -1.0 + (ramp - 0.15) / 0.85 * 0.95)  # ends 0.05 below the level
+  return scores.astype(np.float32)
+
+
+class ScoreExtentTest(absltest.TestCase):
+  def test_sample_is_where_the_score_leaves_the_empty_level(self):
+    start, stop = localize.extent_from_scores(_scores())
+    self.assertLessEqual(abs(start - 40), 2)
+    self.assertLessEqual(abs(stop - 110), 2)
+
+  def test_sample_at_an_end_of_the_axis(self):
+    start, stop = localize.extent_from_scores(_scores(start=0, stop=90))
+    self.assertLessEqual(start, 1)  # the synthetic dip starts at the level, so slice 0 barely departs
+    self.assertLessEqual(abs(stop - 90), 2)
+
+  def test_flat_scores_are_no_sample(self):
+    flat = _scores(start=0, stop=0)
+    self.assertIsNone(localize.extent_from_scores(flat))
+    self.assertIsNone(localize.extent_from_scores(np.full(50, np.nan, np.float32)))
 
 
 class CropTest(absltest.TestCase):

@@ -1,0 +1,48 @@
+"""One-dimensional profile rule: where along an axis does a per-slice curve rise above its background?
+
+Shared by the rotation localizer (certainty p0 per slice) and the sorting localizer (how far
+the position score departs from its empty-slice level). Curve rule: median-smooth the curve;
+take the background and sample levels from its 10th and 90th percentiles (the sample fills
+part of the axis, never all of it; the background level is then the median of the slices near
+the 10th percentile); call the axis empty when they differ by less than `min_contrast` or than
+`noise_factor` times the curve's own slice-to-slice noise; otherwise cut at `cut_noise_factor`
+times the background slices' noise above the background (and at least `level` of the way from
+background to sample), close dips shorter than `max_gap` (fraction of the axis) and keep the run
+above the cut with the largest area: the sample's interval.
+"""
+
+import numpy as np
+import scipy.ndimage
+
+
+def smooth_curve(curve, window_fraction):
+  """Median filter over about `window_fraction` of the axis; slices without a score count as background."""
+  filled = np.where(np.isnan(curve), np.nanmin(curve) if np.any(~np.isnan(curve)) else 0.0, curve)
+  window = max(3, int(round(window_fraction * len(curve))) | 1)
+  return scipy.ndimage.median_filter(filled, size=window, mode="nearest")
+
+
+def curve_noise(curve, keep=None):
+  """Robust std of the slice-to-slice jitter (MAD of first differences), over slices where `keep`."""
+  keep = ~np.isnan(curve) if keep is None else keep & ~np.isnan(curve)
+  diffs = np.diff(curve)[keep[1:] & keep[:-1]]
+  return float(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / np.sqrt(2)) if len(diffs) else 0.0
+
+
+def interval_from_curve(curve, *, smooth=0.03, level=0.0, min_contrast=0.1, max_gap=0.02, noise_factor=4.0, cut_noise_factor=2.0):
+  """Half-open (start, stop) of the sample along one axis, or None when the curve shows no sample."""
+  values = smooth_curve(curve, smooth)
+  background, sample = np.percentile(values, [10, 90])
+  if sample - background < max(min_contrast, noise_factor * curve_noise(curve)):
+    return None
+  in_background = values <= background + 0.25 * (sample - background)
+  background = float(np.median(values[in_background]))  # the level itself, not its lower tail
+  threshold = background + max(level * (sample - background), cut_noise_factor * curve_noise(curve, keep=in_background))
+  gap = max(1, int(round(max_gap * len(values))))
+  above = scipy.ndimage.binary_closing(np.pad(values > threshold, gap), structure=np.ones(gap + 1, bool))[gap:-gap]
+  labels, count = scipy.ndimage.label(above)
+  if count == 0:
+    return None
+  areas = scipy.ndimage.sum(values - threshold, labels, index=np.arange(1, count + 1))
+  run = np.nonzero(labels == np.argmax(areas) + 1)[0]
+  return int(run[0]), int(run[-1]) + 1
