@@ -10,7 +10,7 @@ COLAB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class NotebooksTest(parameterized.TestCase):
-  @parameterized.parameters(("explore_volumes.ipynb",), ("rotation_localization.ipynb",))
+  @parameterized.parameters(("explore_volumes.ipynb",), ("rotation_localization.ipynb",), ("sorting_localization.ipynb",))
   def test_runs_without_error(self, name):
     with open(os.path.join(COLAB, name)) as f:
       notebook = nbformat.read(f, as_version=4)
