@@ -57,5 +57,6 @@ class SortingQualityTest(absltest.TestCase):
     self.assertLess(method["mae_voxels"], 0.75 * threshold["mae_voxels"], summary)
     self.assertGreater(method["iou"], threshold["iou"] + 0.05, summary)
 
+
 if __name__ == "__main__":
   absltest.main()
