@@ -188,6 +188,21 @@ class ScoreExtentTest(absltest.TestCase):
     self.assertLessEqual(start, 1)  # the synthetic dip starts at the level, so slice 0 barely departs
     self.assertLessEqual(abs(stop - 90), 2)
 
+  def test_box_takes_the_extent_from_scores_and_the_plane_from_the_variance_among_those_slices(self):
+    rng = np.random.default_rng(0)
+    grid = rng.uniform(0, 1, (150, 8, 8)).astype(np.float32)
+    grid[40:80, 2:5, 3:6] += 5.0  # the bright part of the sample (its head)
+    grid[130, 7, 7] += 50.0  # a hot cell on an empty slice: outside the extent, so never the region
+    box, region = localize.box_from_grid(grid, _scores(), 4.0, 0, (150, 32, 32), top_percent=3.0)
+    self.assertLessEqual(abs(box["start"][0] - 40), 2)
+    self.assertLessEqual(abs(box["stop"][0] - 110), 2)  # the faint end the variance does not show
+    self.assertEqual((box["start"][1:], box["stop"][1:]), ([8, 12], [20, 24]))
+    self.assertFalse(region[130].any())
+    flat_box, _ = localize.box_from_grid(np.ones_like(grid), _scores(), 4.0, 0, (150, 32, 32), top_percent=3.0)
+    self.assertEqual((flat_box["start"][1:], flat_box["stop"][1:]), ([0, 0], [32, 32]))  # no structure: the whole plane
+    paper_box, _ = localize.box_from_grid(grid, None, 4.0, 0, (150, 32, 32), top_percent=3.0, extent="variance")
+    self.assertEqual(paper_box["stop"][0], 80)
+
   def test_flat_scores_are_no_sample(self):
     flat = _scores(start=0, stop=0)
     self.assertIsNone(localize.extent_from_scores(flat))
