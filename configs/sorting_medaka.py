@@ -94,7 +94,10 @@ def get_config(arg=None):
   config.localize.cut_noise_factor = 2.0  # cut at this many times the empty slices' score noise
 
   config.crop = ml_collections.ConfigDict()
-  config.crop.margin = 0.05  # safety margin around the box, fraction of each side of the volume
+  # Safety margin around the box, fraction of each side of the volume. 7.5%, not 5%: the boxes
+  # end a few slices before the faint tail's tip; on held-out sets 5% kept 98.9-99.1% of the
+  # sample's voxels, 7.5% 99.5-99.6% (README).
+  config.crop.margin = 0.075
   config.crop.out_dir = ""  # where cropped volumes go; "" = <workdir>/cropped
 
   if arg.demo or arg.tiny:

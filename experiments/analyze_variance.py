@@ -7,7 +7,8 @@ Needs ground-truth masks (the synthetic sets have them). Prints the ROC AUC of t
 a sample-vs-background score over grid cells (a cell is "sample" when >20% of its voxels are;
 mean and range over volumes), then box metrics of `localize.box_from_grid` over a grid of rules
 (extent "variance" or "score", top percent, cut, flat fraction, gap), with the sample recall
-after a 5% crop margin, replayed on the saved grids and scores (no network needed).
+after cropping with the run's margin (`crop.margin`, or --margin), replayed on the saved grids
+and scores (no network needed).
 To compare variance measures, localize again with --config.localize.variance_of=embedding
 (--mode=localize) into another workdir and run this on it.
 """
@@ -46,6 +47,7 @@ def roc_auc(score, positive):
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--workdir", required=True)
+  parser.add_argument("--margin", type=float, default=None, help="crop margin (fraction of each side); default: the run's")
   args = parser.parse_args()
   config = main_module.read_config(args.workdir)
   known, saved = run_localization.load_saved(args.workdir, "variance", config.data)
@@ -66,6 +68,7 @@ def main():
     print(f"boxes.json edges inside the truth (voxels, z y x; negative = outside): start {inside_start}, stop {inside_stop}")
   print("box rule on the saved grids and scores (means over volumes; min crop recall over volumes):")
   base = {"smooth": config.localize.smooth}
+  margin = config.crop.margin if args.margin is None else args.margin
   rules = [{"extent": "variance", "top_percent": top, "max_gap": config.localize.max_gap} for top in (3, 5, 10)]
   rules += [
     {"extent": "score", "top_percent": top, "cut_noise_factor": cut, "flat_fraction": flat, "max_gap": gap}
@@ -79,7 +82,7 @@ def main():
         break  # saved before the scores were
       box, _ = localize.box_from_grid(grid, scores, float(arrays["cell"]), int(arrays["axis"]), mask.shape, **base, **rule)
       metrics = evaluate.box_metrics(box, known[name]["box"], mask.shape, mask)
-      cropped = evaluate.box_metrics(crop.margin_box(box, mask.shape, 0.05), known[name]["box"], mask.shape, mask)
+      cropped = evaluate.box_metrics(crop.margin_box(box, mask.shape, margin), known[name]["box"], mask.shape, mask)
       rows.append((metrics["mae_voxels"], metrics["iou"], metrics["recall"], cropped["recall"], cropped["kept_fraction"]))
     if len(rows) < len(saved):
       continue
@@ -88,7 +91,7 @@ def main():
     text = ", ".join(f"{k} {v}" for k, v in rule.items())
     print(
       f"  {text}: MAE {mae:.2f}  IoU {iou:.3f}  recall {recall:.3f}"
-      f"  after 5% margin: recall {crop_recall:.4f} (min {worst:.3f}), kept {kept:.3f}"
+      f"  after a {margin:.1%} margin: recall {crop_recall:.4f} (min {worst:.3f}), kept {kept:.3f}"
     )
 
 
