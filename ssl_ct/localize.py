@@ -34,14 +34,17 @@ from ssl_ct.data import fov, slices
 _FULL_CONNECTIVITY = np.ones((3, 3, 3), bool)
 
 
-def mc_feature_maps(model, params, images_BxNxNx1, key, num_samples):
-  """T x B x h x w x C superpixel embeddings under T dropout keys: one vmap, the layers before dropout run once."""
+def mc_samples(model, params, images_BxNxNx1, key, num_samples):
+  """(scores_TxB, maps_TxBxhxwxC): position scores and superpixel embeddings under T dropout keys.
 
-  def feature_map(dropout_key):
-    _, out = model.apply({"params": params}, {"image": images_BxNxNx1}, deterministic=False, rngs={"dropout": dropout_key})
-    return out["feature_map"]
+  One vmap over the keys: the layers before the dropout run once.
+  """
 
-  return jax.vmap(feature_map)(jax.random.split(key, num_samples))
+  def sample(dropout_key):
+    z_B, out = model.apply({"params": params}, {"image": images_BxNxNx1}, deterministic=False, rngs={"dropout": dropout_key})
+    return z_B, out["feature_map"]
+
+  return jax.vmap(sample)(jax.random.split(key, num_samples))
 
 
 def make_variance_fn(model, num_samples, variance_of="position"):
@@ -59,11 +62,9 @@ def make_variance_fn(model, num_samples, variance_of="position"):
 
   @jax.jit
   def variance(params, images_BxNxNx1, key):
-    maps_TxBxhxwxC = mc_feature_maps(model, params, images_BxNxNx1, key, num_samples)
-    head = params["encoder"]["head"]
-    score_TxB = jnp.mean(maps_TxBxhxwxC, axis=(2, 3)) @ head["kernel"][:, 0] + head["bias"][0]
+    score_TxB, maps_TxBxhxwxC = mc_samples(model, params, images_BxNxNx1, key, num_samples)
     if variance_of == "position":
-      variance_Bxhxw = jnp.var(maps_TxBxhxwxC @ head["kernel"][:, 0], axis=0)
+      variance_Bxhxw = jnp.var(maps_TxBxhxwxC @ params["encoder"]["head"]["kernel"][:, 0], axis=0)
     else:
       variance_Bxhxw = jnp.mean(jnp.var(maps_TxBxhxwxC, axis=0), axis=-1)
     return variance_Bxhxw, jnp.mean(score_TxB, axis=0)

@@ -116,7 +116,7 @@ class McDropoutTest(absltest.TestCase):
   def test_samples_differ_with_dropout_and_coincide_without(self):
     for dropout, differ in ((0.3, True), (0.0, False)):
       model, params, images = self._model_and_params(dropout)
-      maps = localize.mc_feature_maps(model, params, images, jax.random.key(2), 5)
+      _, maps = localize.mc_samples(model, params, images, jax.random.key(2), 5)
       self.assertEqual(maps.shape[:2], (5, 3))
       spread = float(jnp.max(jnp.abs(maps - maps[:1])))
       self.assertEqual(spread > 1e-6, differ, (dropout, spread))
@@ -131,10 +131,11 @@ class McDropoutTest(absltest.TestCase):
   def test_vmapped_samples_equal_one_pass_per_key(self):
     model, params, images = self._model_and_params(0.3)
     keys = jax.random.split(jax.random.key(4), 3)
-    maps = localize.mc_feature_maps(model, params, images, jax.random.key(4), 3)
+    scores, maps = localize.mc_samples(model, params, images, jax.random.key(4), 3)
     for t, key in enumerate(keys):
-      _, out = model.apply({"params": params}, {"image": images}, deterministic=False, rngs={"dropout": key})
+      z, out = model.apply({"params": params}, {"image": images}, deterministic=False, rngs={"dropout": key})
       np.testing.assert_allclose(maps[t], out["feature_map"], rtol=1e-5, atol=1e-6)
+      np.testing.assert_allclose(scores[t], z, rtol=1e-5, atol=1e-6)
 
 
 class RegionRuleTest(absltest.TestCase):
