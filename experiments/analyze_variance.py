@@ -51,17 +51,17 @@ def main():
   args = parser.parse_args()
   config = main_module.read_config(args.workdir)
   known, saved = run_localization.load_saved(args.workdir, "variance", config.data)
-  volumes = [(name, arrays["variance"], float(arrays["cell"]), int(arrays["axis"]), mask) for name, arrays, mask in saved]
   aucs = []
-  for _, grid, cell, axis, mask in volumes:
-    inside = cell_fractions(mask, axis, cell, grid.shape) > 0.2
+  for _, arrays, mask in saved:
+    grid = arrays["variance"]
+    inside = cell_fractions(mask, int(arrays["axis"]), float(arrays["cell"]), grid.shape) > 0.2
     valid = np.isfinite(grid)
     aucs.append(roc_auc(grid[valid], inside[valid]))
   print(f"ROC AUC of the variance, sample cells vs the rest: mean {np.mean(aucs):.3f}, range {min(aucs):.3f}-{max(aucs):.3f}")
   boxes_path = os.path.join(args.workdir, "localization", "boxes.json")
   with open(boxes_path) as f:
     boxes = json.load(f)
-  found = [n for n, _, _, _, _ in volumes if boxes.get(n)]
+  found = [name for name, _, _ in saved if boxes.get(name)]
   if found:
     inside_start = np.mean([np.subtract(boxes[n]["start"], known[n]["box"]["start"]) for n in found], axis=0)
     inside_stop = np.mean([np.subtract(known[n]["box"]["stop"], boxes[n]["stop"]) for n in found], axis=0)

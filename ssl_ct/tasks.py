@@ -121,9 +121,9 @@ class SortingTask:
         top_percent=loc.top_percent,
         smooth=loc.smooth,
         max_gap=loc.max_gap,
-        extent=loc.get("extent", "variance"),  # configs saved before the score extent existed
-        flat_fraction=loc.get("flat_fraction", 0.1),
-        cut_noise_factor=loc.get("cut_noise_factor", 2.0),
+        extent=loc.extent,
+        flat_fraction=loc.flat_fraction,
+        cut_noise_factor=loc.cut_noise_factor,
         batch_size=loc.batch_size,
         seed=self.config.seed,
       )

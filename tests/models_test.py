@@ -10,7 +10,9 @@ from ssl_ct.models import heads, resnet
 
 
 def _model_config(name="resnet_tiny", dropout=0.0):
-  return ml_collections.ConfigDict({"name": name, "width": 4, "dropout": dropout, "small_stem": True, "head_hidden": 8})
+  return ml_collections.ConfigDict(
+    {"name": name, "width": 4, "dropout": dropout, "small_stem": True, "head_hidden": 8, "output_stride": 32}
+  )
 
 
 class ResNetTest(parameterized.TestCase):

@@ -54,7 +54,7 @@ def make_model(model_config, num_classes=0):
     width=model_config.width,
     dropout_rate=model_config.dropout,
     small_stem=model_config.small_stem,
-    output_stride=model_config.get("output_stride", 32),  # absent from configs saved before it existed
+    output_stride=model_config.output_stride,
   )
   if num_classes:
     return RotationNet(encoder=encoder_cls(), num_classes=num_classes, head_hidden=model_config.head_hidden)
