@@ -1,6 +1,6 @@
 r"""Which certainty-curve rule finds the box best? Replays the rule on saved rotation-loss curves.
 
-  python -m ssl_ct.main --config=configs/rotation_xenopus.py:demo --workdir=W   # writes W/localization/curves/*.npz
+  python -m ssl_ct.main --config=configs/rotation_xenopus.py:demo --workdir=W   # writes W/localization/latest/curves/*.npz
   python experiments/analyze_curves.py --workdir=W
 
 Needs ground truth (the synthetic sets have it) and curves on the input grid (no
@@ -16,15 +16,13 @@ import itertools
 import numpy as np
 
 from ssl_ct import evaluate, localize_rotation, run_localization
-from ssl_ct import main as main_module
 
 
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--workdir", required=True)
   args = parser.parse_args()
-  config = main_module.read_config(args.workdir)
-  known, saved = run_localization.load_saved(args.workdir, "curves", config.data)
+  config, known, saved = run_localization.load_saved(args.workdir, "curves")
   volumes = []
   for name, arrays, mask in saved:
     curves = {axis: arrays[f"axis{axis}"] for axis in range(3)}
@@ -32,7 +30,7 @@ def main():
       raise SystemExit(f"{name}: curves are not on the input grid (data.downscale_to?); this script needs them to be")
     volumes.append((name, curves, mask))
   if not volumes:
-    raise SystemExit(f"no curves in {args.workdir}/localization/curves; run the localizer first")
+    raise SystemExit(f"no curves in {args.workdir}/localization/latest/curves; run the localizer first")
 
   loc = config.localize
   current = (loc.level, loc.get("cut_noise_factor", 3.0), loc.max_gap)  # runs before it was a config key: the default

@@ -1,6 +1,6 @@
 r"""How well do the saved MC-dropout variance grids separate the sample, and which region rule works?
 
-  python -m ssl_ct.main --config=configs/sorting_medaka.py:demo --workdir=W    # writes W/localization/variance/*.npz
+  python -m ssl_ct.main --config=configs/sorting_medaka.py:demo --workdir=W    # writes W/localization/latest/variance/*.npz
   python experiments/analyze_variance.py --workdir=W
 
 Needs ground-truth masks (the synthetic sets have them). Prints the ROC AUC of the variance as
@@ -15,13 +15,11 @@ To compare variance measures, localize again with --config.localize.variance_of=
 
 import argparse
 import itertools
-import json
 import os
 
 import numpy as np
 
-from ssl_ct import crop, evaluate, localize, run_localization
-from ssl_ct import main as main_module
+from ssl_ct import crop, evaluate, localize, report, results, run_localization
 
 
 def cell_fractions(mask_DxHxW, axis, cell, grid_shape):
@@ -49,8 +47,7 @@ def main():
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--margin", type=float, default=None, help="crop margin (fraction of each side); default: the run's")
   args = parser.parse_args()
-  config = main_module.read_config(args.workdir)
-  known, saved = run_localization.load_saved(args.workdir, "variance", config.data)
+  config, known, saved = run_localization.load_saved(args.workdir, "variance")
   aucs = []
   for _, arrays, mask in saved:
     grid = arrays["variance"]
@@ -58,9 +55,7 @@ def main():
     valid = np.isfinite(grid)
     aucs.append(roc_auc(grid[valid], inside[valid]))
   print(f"ROC AUC of the variance, sample cells vs the rest: mean {np.mean(aucs):.3f}, range {min(aucs):.3f}-{max(aucs):.3f}")
-  boxes_path = os.path.join(args.workdir, "localization", "boxes.json")
-  with open(boxes_path) as f:
-    boxes = json.load(f)
+  boxes, _ = report.read_boxes(os.path.join(results.latest(args.workdir), "boxes.json"))
   found = [name for name, _, _ in saved if boxes.get(name)]
   if found:
     inside_start = np.mean([np.subtract(boxes[n]["start"], known[n]["box"]["start"]) for n in found], axis=0)

@@ -16,7 +16,7 @@ import os
 from absl import logging
 
 from configs import rotation_xenopus, sorting_medaka
-from ssl_ct import losses, report, train
+from ssl_ct import losses, outputs, train
 from ssl_ct.data import prepare
 
 _COLUMNS = ("mae_voxels", "relative_error_pct", "iou", "recall", "kept_fraction")
@@ -56,7 +56,7 @@ def main():
     workdir = os.path.join(args.workdir, name)
     summary = train.train_and_evaluate(config, workdir, loss_fn=loss_fn)
     if summary is None:
-      print(f"{name}: boxes in {workdir}/localization (no ground truth to score them)")
+      print(f"{name}: boxes in {workdir}/localization/latest (no ground truth to score them)")
       continue
     method, baseline = summary.items()
     rows[method[0]] = method[1]
@@ -66,10 +66,8 @@ def main():
     lines += [f"| {m} | " + " | ".join(f"{s[c]:.3f}" for c in _COLUMNS) + " |" for m, s in rows.items()]
     text = "\n".join([f"# Sorting vs rotation loss on {data_path}", "", *lines]) + "\n"
     print(text)
-    with open(os.path.join(args.workdir, "compare.md.partial"), "w") as f:
-      f.write(text)
-    os.replace(os.path.join(args.workdir, "compare.md.partial"), os.path.join(args.workdir, "compare.md"))
-    report.write_json(os.path.join(args.workdir, "compare.json"), rows)
+    outputs.write_text(os.path.join(args.workdir, "compare.md"), text)
+    outputs.write_json(os.path.join(args.workdir, "compare.json"), rows)
 
 
 if __name__ == "__main__":

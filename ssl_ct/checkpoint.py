@@ -7,11 +7,16 @@ leaves only complete steps behind and resumes from the latest of them.
 """
 
 import os
+import sys
+import tempfile
+import time
 
 import grain
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+
+from ssl_ct.errors import InputError
 
 
 def make_manager(workdir, max_to_keep=3):
@@ -36,11 +41,40 @@ def restore_latest(manager, state, iterator):
   if step is None:
     return state, 0
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  restored = manager.restore(
-    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), data=grain.checkpoint.CheckpointRestore(iterator))
-  )
+  args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), data=grain.checkpoint.CheckpointRestore(iterator))
+  restored = _restore(manager, step, args)
   logging.info("resumed from step %d in %s", step, manager.directory)
   return restored["state"], step
+
+
+def _restore(manager, step, args):
+  """manager.restore, with a damaged checkpoint (truncated, edited, from another model) as one InputError."""
+  with tempfile.TemporaryFile() as captured:
+    saved_fd = os.dup(2)
+    sys.stderr.flush()
+    os.dup2(captured.fileno(), 2)  # see below: only replayed when the restore succeeds
+    try:
+      restored = manager.restore(step, args=args)
+      error = None
+    except Exception as e:  # orbax, tensorstore and asyncio fail in many ways on damaged files
+      error = e
+      # Reads still in flight complete into orbax's closed event loop and print tracebacks from
+      # other threads: let them drain into the capture, not into the user's terminal.
+      time.sleep(1.0)
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved_fd, 2)
+      os.close(saved_fd)
+    if error is None:
+      captured.seek(0)
+      sys.stderr.write(captured.read().decode(errors="replace"))
+      return restored
+  folder = os.path.join(str(manager.directory), str(step))
+  reason = " ".join(str(error).split())[:160]
+  raise InputError(
+    f"checkpoint {folder} cannot be restored ({type(error).__name__}: {reason}); it is damaged or from another model: "
+    "delete that folder to resume from the previous checkpoint, or use a new --workdir"
+  ) from error
 
 
 def restore_params(workdir, state):
@@ -50,6 +84,8 @@ def restore_params(workdir, state):
   if step is None:
     return None, None
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-  manager.close()
+  try:
+    restored = _restore(manager, step, ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+  finally:
+    manager.close()
   return restored["state"], step

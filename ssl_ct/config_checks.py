@@ -1,5 +1,6 @@
 """Validates a config before any work starts; each problem is one line naming the key and the fix."""
 
+import math
 import numbers
 
 from ssl_ct.data import phantoms
@@ -14,7 +15,7 @@ def _is_int(v, low=None):
 
 
 def _is_num(v, low=None, high=None):
-  ok = isinstance(v, numbers.Real) and not isinstance(v, bool)
+  ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
   return ok and (low is None or v >= low) and (high is None or v <= high)
 
 
@@ -30,6 +31,9 @@ _RULES = (
   ("data.synthetic.shape", lambda v: len(v) == 3 and all(_is_int(n, 16) for n in v) and v[1] == v[2], "(z, n, n), sizes >= 16"),
   ("data.synthetic.z_jitter", lambda v: _is_num(v, 0, 0.5), "a fraction in [0, 0.5]"),
   ("data.synthetic.dtype", lambda v: v in ("float32", "uint16"), "'float32' or 'uint16'"),
+  ("data.fill_missing", lambda v: isinstance(v, bool), "True or False"),
+  ("data.remote_timeout_s", lambda v: _is_num(v) and v > 0, "a positive number of seconds"),
+  ("data.remote_retries", lambda v: _is_int(v, 0), "an integer >= 0"),
   ("data.downscale_to", lambda v: _is_int(v, 0), "0 (as stored) or a size in voxels"),
   ("data.low_percentile", lambda v: _is_num(v, 0, 100), "a percentile in [0, 100]"),
   ("data.high_percentile", lambda v: _is_num(v, 0, 100), "a percentile in [0, 100]"),
@@ -103,10 +107,10 @@ def validate(config):
     except TypeError:
       ok = False
     if not ok:
-      raise InputError(f"config value {key}={value!r} is invalid: expected {expected} (set --config.{key}=...)")
+      raise InputError(f"config value {key}={value!r} is invalid (expected {expected}); set --config.{key}=...")
   if config.task == "sorting" and config.data.batch_size % config.data.slices_per_batch:
     raise InputError("config data.batch_size must be a multiple of data.slices_per_batch; set data.groups_per_batch instead")
   if config.task == "sorting" and config.model.dropout <= 0:
     raise InputError("config model.dropout=0 leaves MC dropout nothing to sample; set --config.model.dropout=0.1")
   if config.data.low_percentile >= config.data.high_percentile:
-    raise InputError("config data.low_percentile must be below data.high_percentile")
+    raise InputError("config data.low_percentile is not below data.high_percentile; lower the first or raise the second")

@@ -1,26 +1,32 @@
 r"""Crops volumes to their localized sample (box plus a safety margin) as new zarr v3 stores.
 
-  python -m ssl_ct.crop --boxes=W/localization/boxes.json --data=DATA --out=CROPPED [--margin=0.05]
+  python -m ssl_ct.crop --boxes=W/localization/latest/boxes.json --data=DATA --out=CROPPED [--margin=F]
 
 Each volume named in boxes.json is read from DATA (a folder, glob or volume, as
 `config.data.path`) and streamed chunk by chunk into CROPPED/<name>.zarr, which records the
-box, the margin and the source in its attributes. A `null` box (no sample found) keeps the
-whole volume and says so. Inputs are only read; an output appears only once it is complete,
-and an existing one is replaced only with --overwrite. `crop_report.json` and `crop.md` in
-CROPPED list bytes before and after and the storage reduction (and, with ground truth, the
-fraction of sample voxels the crop keeps).
+source, its shape, the box and the margin in its attributes. The margin defaults to the one
+boxes.json records (the one its localizer was calibrated for). A `null` box (no sample found)
+keeps the whole volume and says so.
+
+What crop promises: inputs are only read, and CROPPED may not be, contain or lie inside any
+input; boxes.json is checked against every volume's shape before anything is written; an
+output appears only once it is complete. A rerun skips outputs that are complete and made from
+the same source, box and margin, removes partial outputs a killed run left, and writes the
+rest; an output made differently is replaced only with --overwrite, and only if ssl_ct wrote
+it. `crop_report.json` and `crop.md` in CROPPED list bytes before and after and the storage
+reduction (and, with ground truth, the fraction of sample voxels the crop keeps).
 """
 
-import argparse
 import json
 import os
-import sys
 
 import numpy as np
 
-from ssl_ct import evaluate, report
+from ssl_ct import evaluate, outputs, report, results
 from ssl_ct.data import formats, prepare, sources, truth, zarr_writer
-from ssl_ct.errors import InputError, exit_on_input_error
+from ssl_ct.errors import CliParser, InputError, exit_on_input_error, run_cli
+
+DEFAULT_MARGIN = 0.05  # for boxes.json files that record none (written before ssl_ct recorded it)
 
 
 def margin_box(box, shape, margin):
@@ -34,28 +40,36 @@ def margin_box(box, shape, margin):
   }
 
 
-def crop_volume(volume, box, out_path, *, margin, overwrite=False, progress=True):
-  """Writes the crop of `volume` to `out_path`; returns its record for the crop report."""
+def _attributes(volume, box, margin):
   crop = margin_box(box, volume.shape, margin)
-  attributes = {
-    "ssl_ct": {
-      "source": str(volume.source),
-      "source_shape": list(volume.shape),
-      "sample_found": box is not None,
-      "box": box,
-      "margin": margin,
-      "crop": crop,
-    }
+  return {
+    "source": str(volume.source),
+    "source_shape": list(volume.shape),
+    "sample_found": box is not None,
+    "box": box,
+    "margin": margin,
+    "crop": crop,
   }
-  out_bytes = zarr_writer.write_zarr3(
-    volume, out_path, overwrite=overwrite, attributes=attributes, progress=progress, box=(crop["start"], crop["stop"])
-  )
+
+
+def _existing_crop(out_path):
+  """The ssl_ct attributes of a finished crop at `out_path`, or None."""
+  try:
+    with open(os.path.join(out_path, "zarr.json")) as f:
+      return json.load(f).get("attributes", {}).get(outputs.MARKER)
+  except (OSError, ValueError, AttributeError):
+    return None
+
+
+def _record(volume, attributes, out_path, out_bytes, reused=False):
+  crop = attributes["crop"]
   in_bytes = formats.stored_bytes(volume)
   kept_voxels = float(np.prod(np.subtract(crop["stop"], crop["start"])) / np.prod(volume.shape))
   return {
     "output": out_path,
-    "sample_found": box is not None,
+    "sample_found": attributes["sample_found"],
     "crop": crop,
+    "reused": reused,
     "bytes_before": int(in_bytes),
     "bytes_after": int(out_bytes),
     "storage_reduction": 1.0 - out_bytes / max(in_bytes, 1),
@@ -63,50 +77,111 @@ def crop_volume(volume, box, out_path, *, margin, overwrite=False, progress=True
   }
 
 
-def _read_boxes(path):
-  if not os.path.exists(path):
-    raise InputError(f"{path} does not exist; localize first (python -m ssl_ct.main --mode=localize)")
-  try:
-    with open(path) as f:
-      boxes = json.load(f)
-  except json.JSONDecodeError as e:
-    raise InputError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); localize again to rewrite it") from e
-  if not isinstance(boxes, dict):
-    raise InputError(f"{path} must map volume names to boxes or null")
-  return boxes
+def crop_volume(volume, box, out_path, *, margin, overwrite=False, progress=True):
+  """Writes the crop of `volume` to `out_path`; returns its record for the crop report."""
+  attributes = _attributes(volume, box, margin)
+  crop = attributes["crop"]
+  out_bytes = zarr_writer.write_zarr3(
+    volume,
+    out_path,
+    overwrite=overwrite,
+    attributes={outputs.MARKER: attributes},
+    progress=progress,
+    box=(crop["start"], crop["stop"]),
+  )
+  return _record(volume, attributes, out_path, out_bytes)
 
 
 def _recall(volume, crop, truth_entry, root):
   """Fraction of the sample's voxels inside the crop, with ground truth (else None)."""
   if not truth_entry or truth_entry.get("box") is None:
     return None
-  mask = None
-  if "mask" in truth_entry and root:
-    mask = formats.open_volume(os.path.join(root, truth_entry["mask"])).read().astype(bool)
+  mask = truth.read_mask(root, truth_entry)
   return evaluate.box_metrics(crop, truth_entry["box"], volume.shape, mask)["recall"]
 
 
-def crop_all(boxes, volumes, out_dir, *, margin, overwrite=False, truth=None, root="", progress=True):
-  """Crops every volume with an entry in `boxes`; writes crop_report.json and crop.md; returns the report."""
+def _plan(chosen, boxes, out_paths, margin, overwrite):
+  """{name: "write" | "reuse"}, decided for every volume before any is written."""
+  plan = {}
+  for v in chosen:
+    path = out_paths[v.name]
+    if not os.path.lexists(path):
+      plan[v.name] = "write"
+      continue
+    existing = _existing_crop(path)
+    wanted = json.loads(json.dumps(_attributes(v, boxes[v.name], margin)))
+    if existing is not None and all(existing.get(k) == wanted[k] for k in ("source", "source_shape", "box", "margin")):
+      plan[v.name] = "reuse"  # a complete crop of the same source, box and margin (outputs appear only when complete)
+    elif overwrite:
+      outputs.check_writable(path, overwrite=True)  # ours, or refused
+      plan[v.name] = "write"
+    else:
+      raise InputError(
+        f"{path} already exists and was cropped differently (source, box or margin); pass --overwrite to replace it or choose another --out"
+      )
+  return plan
+
+
+def crop_all(
+  boxes,
+  volumes,
+  out_dir,
+  *,
+  margin,
+  overwrite=False,
+  truth_entries=None,
+  root="",
+  progress=True,
+  inputs=(),
+  boxes_name="boxes.json",
+):
+  """Crops every volume with an entry in `boxes`; writes crop_report.json and crop.md; returns the report.
+
+  `inputs`: the user's data paths (see sources.input_paths); no output may touch them.
+  """
   missing = sorted(set(boxes) - {v.name for v in volumes})
   if missing:
-    raise InputError(f"boxes.json names volumes not found in the data: {', '.join(missing)}; check --data")
+    raise InputError(f"{boxes_name} names volumes not found in the data: {', '.join(missing)}; check --data")
   chosen = [v for v in volumes if v.name in boxes]
-  outputs = {v.name: os.path.join(out_dir, f"{v.name}.zarr") for v in chosen}
-  for v in chosen:  # every check before any work
-    zarr_writer.check_writable(outputs[v.name], overwrite)
-    if os.path.abspath(outputs[v.name]) == os.path.abspath(str(v.source)):
-      raise InputError(f"output {outputs[v.name]} is the input itself; choose another --out")
-  records = {}
-  for v in chosen:
-    records[v.name] = crop_volume(v, boxes[v.name], outputs[v.name], margin=margin, overwrite=overwrite, progress=progress)
-    recall = _recall(v, records[v.name]["crop"], (truth or {}).get(v.name), root)
-    if recall is not None:
-      records[v.name]["sample_recall"] = recall
+  shapes = {v.name: v.shape for v in chosen}
+  truth.check_boxes(boxes, shapes, boxes_name)
+  truth.check_boxes({n: e.get("box") for n, e in (truth_entries or {}).items()}, shapes, "truth.json")
+  out_paths = {v.name: os.path.join(out_dir, f"{v.name}.zarr") for v in chosen}
+  input_list = sorted(set(inputs) | {p for v in chosen if (p := formats.local_path(v))})
+  outputs.check_apart([out_dir, *out_paths.values()], input_list, fix="choose an --out folder outside the data")
+  for name in ("crop_report.json", "crop.md"):
+    path = os.path.join(out_dir, name)
+    if os.path.lexists(path) and not outputs.is_ours(path):
+      raise InputError(f"{path} exists and was not written by ssl_ct; choose another --out")
+  _plan(chosen, boxes, out_paths, margin, overwrite)  # every refusal before anything is created
+  lock = outputs.lock_folder(out_dir, "crop folder")
+  try:
+    plan = _plan(chosen, boxes, out_paths, margin, overwrite)
+    records = {}
+    for v in chosen:
+      path = out_paths[v.name]
+      if plan[v.name] == "reuse":
+        outputs.remove_stale_partials(path)
+        records[v.name] = _record(v, _attributes(v, boxes[v.name], margin), path, zarr_writer.directory_bytes(path), reused=True)
+      else:
+        records[v.name] = crop_volume(v, boxes[v.name], path, margin=margin, overwrite=overwrite, progress=progress)
+      recall = _recall(v, records[v.name]["crop"], (truth_entries or {}).get(v.name), root)
+      if recall is not None:
+        records[v.name]["sample_recall"] = recall
+    result = {outputs.MARKER: {"kind": "crop_report"}, "margin": margin, "summary": _summary(records), "per_volume": records}
+    outputs.write_json(os.path.join(out_dir, "crop_report.json"), result)
+    outputs.write_text(os.path.join(out_dir, "crop.md"), _markdown(result))
+  finally:
+    os.close(lock)
+  return result
+
+
+def _summary(records):
   before = sum(r["bytes_before"] for r in records.values())
   after = sum(r["bytes_after"] for r in records.values())
   summary = {
     "volumes": len(records),
+    "reused": sum(r["reused"] for r in records.values()),
     "bytes_before": before,
     "bytes_after": after,
     "storage_reduction": 1 - after / max(before, 1),
@@ -116,14 +191,10 @@ def crop_all(boxes, volumes, out_dir, *, margin, overwrite=False, truth=None, ro
   recalls = [r["sample_recall"] for r in records.values() if "sample_recall" in r]
   if recalls:
     summary["sample_recall_mean"], summary["sample_recall_min"] = float(np.mean(recalls)), float(np.min(recalls))
-  result = {"margin": margin, "summary": summary, "per_volume": records}
-  os.makedirs(out_dir, exist_ok=True)
-  report.write_json(os.path.join(out_dir, "crop_report.json"), result)
-  _write_markdown(os.path.join(out_dir, "crop.md"), result)
-  return result
+  return summary
 
 
-def _write_markdown(path, result):
+def _markdown(result):
   mib = 2**20
   lines = [f"# Crop report (margin {result['margin']:.3g} of each side)", ""]
   lines += [
@@ -141,9 +212,7 @@ def _write_markdown(path, result):
     "",
     f"Total: {s['bytes_before'] / mib:.2f} MiB -> {s['bytes_after'] / mib:.2f} MiB ({100 * s['storage_reduction']:.1f}% less).",
   ]
-  with open(path + ".partial", "w") as f:
-    f.write("\n".join(lines) + "\n")
-  os.replace(path + ".partial", path)
+  return "\n".join(lines) + "\n"
 
 
 def summary_line(result, out_dir):
@@ -152,16 +221,19 @@ def summary_line(result, out_dir):
   recall = (
     f", sample recall mean {s['sample_recall_mean']:.4f} min {s['sample_recall_min']:.4f}" if "sample_recall_mean" in s else ""
   )
+  reused = f" ({s['reused']} already done)" if s.get("reused") else ""
   return (
-    f"cropped {s['volumes']} volumes into {out_dir}: {s['bytes_before'] / 2**20:.1f} MiB -> {s['bytes_after'] / 2**20:.1f} MiB"
+    f"cropped {s['volumes']} volumes{reused} into {out_dir} at a {result['margin']:.3g} margin: "
+    f"{s['bytes_before'] / 2**20:.1f} MiB -> {s['bytes_after'] / 2**20:.1f} MiB"
     f" ({100 * s['storage_reduction']:.1f}% storage reduction{recall}); details in {os.path.join(out_dir, 'crop.md')}"
   )
 
 
 def crop_from_workdir(config, workdir, dataset, *, overwrite=False, progress=True):
-  """`main --mode=crop`: crops the input volumes by <workdir>/localization/boxes.json."""
-  boxes = _read_boxes(os.path.join(workdir, "localization", "boxes.json"))
-  inputs = sources.open_volumes(prepare.data_root(config.data, workdir, progress))
+  """`main --mode=crop`: crops the input volumes by the workdir's latest localization boxes."""
+  boxes, _ = report.read_boxes(os.path.join(results.latest(workdir), "boxes.json"))
+  root = prepare.data_root(config.data, workdir, progress)
+  inputs = sources.open_volumes(root, fill_missing=config.data.fill_missing)
   out_dir = config.crop.out_dir or os.path.join(workdir, "cropped")
   result = crop_all(
     boxes,
@@ -169,43 +241,55 @@ def crop_from_workdir(config, workdir, dataset, *, overwrite=False, progress=Tru
     out_dir,
     margin=config.crop.margin,
     overwrite=overwrite,
-    truth=dataset.truth,
+    truth_entries=dataset.truth,
     root=dataset.root,
     progress=progress,
+    inputs=sources.input_paths(root),
   )
   print(summary_line(result, out_dir))
   return result
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m ssl_ct.crop", description=__doc__.split("\n")[0])
+  parser = CliParser(prog="python -m ssl_ct.crop", description=__doc__.split("\n")[0])
   parser.add_argument("--boxes", required=True, help="boxes.json written by localization")
   parser.add_argument("--data", required=True, help="folder, glob or volume the boxes refer to (config.data.path)")
   parser.add_argument("--out", required=True, help="folder for the cropped <name>.zarr stores and the crop report")
-  parser.add_argument("--margin", type=float, default=0.05, help="safety margin, fraction of each side (default 0.05)")
-  parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+  parser.add_argument(
+    "--margin",
+    type=float,
+    default=None,
+    help=f"safety margin, fraction of each side (default: boxes.json's, else {DEFAULT_MARGIN})",
+  )
+  parser.add_argument("--overwrite", action="store_true", help="replace earlier crops that ssl_ct wrote differently")
+  parser.add_argument("--fill-missing", action="store_true", help="read missing zarr/N5 chunks as the fill value")
   parser.add_argument("--quiet", action="store_true", help="no progress bars")
   args = parser.parse_args(argv)
-  if not 0 <= args.margin <= 0.5:
+  if args.margin is not None and not 0 <= args.margin <= 0.5:
     parser.error(f"--margin={args.margin} is outside [0, 0.5]; give a fraction of each side such as 0.05")
 
   def run():
-    boxes = _read_boxes(args.boxes)
+    boxes, meta = report.read_boxes(args.boxes)
+    margin = args.margin if args.margin is not None else meta.get("crop_margin", DEFAULT_MARGIN)
+    if args.margin is None and "crop_margin" not in meta:
+      print(f"{args.boxes} records no crop margin; using {DEFAULT_MARGIN} (set --margin)")
     folder = args.data if os.path.isdir(args.data) and not formats.detect_format(args.data) else ""
     known = truth.read_truth(folder) if folder else {}  # sample recall when the data has a truth.json
     return crop_all(
       boxes,
-      sources.open_volumes(args.data),
+      sources.open_volumes(args.data, fill_missing=args.fill_missing),
       args.out,
-      margin=args.margin,
+      margin=margin,
       overwrite=args.overwrite,
-      truth=known,
+      truth_entries=known,
       root=folder,
       progress=not args.quiet,
+      inputs=sources.input_paths(args.data),
+      boxes_name=args.boxes,
     )
 
   print(summary_line(exit_on_input_error(run), args.out))
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  run_cli(main)

@@ -1,23 +1,25 @@
 r"""Entry point: `python -m ssl_ct.main --config=configs/rotation_xenopus.py:demo --workdir=DIR`.
 
-Parses and validates the config, writes `config.json` to the workdir and prepares the
-data (synthesizing and caching the embedded default set when `config.data.path` is "").
+Parses and validates the config, takes the workdir (one run at a time), writes `config.json`
+and prepares the data (synthesizing and caching the embedded default set when
+`config.data.path` is ""), then trains, localizes (a new results folder per run, see
+ssl_ct/results.py) and crops as `--mode` asks.
 """
 
 import json
 import os
 import sys
 
-import jax
-import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ssl_ct import config_checks, crop, distributed, train
-from ssl_ct.data import prepare
-from ssl_ct.errors import InputError, exit_on_input_error
+from ssl_ct import config_checks, outputs
+from ssl_ct.data import formats, sources
+from ssl_ct.errors import InputError, exit_on_input_error, run_cli
 
 MODES = ("all", "train", "localize", "crop", "prepare")
+# What a checkpoint's parameters depend on: localize and crop runs must agree with training here.
+_MODEL_KEYS = ("task", "model", "data.slice_size", "data.angles_deg")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/rotation_xenopus.py:demo.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for data cache, checkpoints, metrics and results.")
@@ -26,63 +28,151 @@ _MODE = flags.DEFINE_enum(
   "all",
   MODES,
   "all = train, localize, evaluate (and crop, for configs with a crop section); train; localize (latest checkpoint, any"
-  " volumes); crop (the volumes by localization/boxes.json); prepare = data only.",
+  " volumes, a new results folder); crop (the volumes by the latest boxes.json); prepare = data only.",
 )
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a config.json from a different config in the workdir.")
+_OVERWRITE = flags.DEFINE_bool(
+  "overwrite", False, "Replace a config.json from a different config in the workdir, and earlier crops made differently."
+)
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _read_workdir_config(path):
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise InputError(f"{path} is corrupt (not valid JSON); delete it to start over, or use a new --workdir") from e
+  if not isinstance(saved, dict) or "task" not in saved:
+    raise InputError(f"{path} is not an ssl_ct config (no 'task'); use a new --workdir")
+  return saved
 
 
 def write_config(config, workdir, overwrite):
   """Writes config.json atomically; refuses to replace a different one unless asked."""
   path = os.path.join(workdir, "config.json")
   text = config.to_json_best_effort(indent=1, sort_keys=True)
-  if os.path.exists(path) and not overwrite:
-    with open(path) as f:
-      if json.load(f) != json.loads(text):
-        raise InputError(f"{path} holds a different config; use a new --workdir or pass --overwrite")
-  os.makedirs(workdir, exist_ok=True)
-  with open(path + ".partial", "w") as f:
-    f.write(text)
-  os.replace(path + ".partial", path)
+  if os.path.exists(path) and _read_workdir_config(path) != json.loads(text) and not overwrite:
+    raise InputError(f"{path} holds a different config; use a new --workdir or pass --overwrite")
+  outputs.write_text(path, text)
 
 
-def read_config(workdir):
-  """The config a workdir was run with (its config.json), for scripts that analyse the run."""
+def _get(tree, dotted):
+  for part in dotted.split("."):
+    tree = tree.get(part) if isinstance(tree, dict) else None
+  return tree
+
+
+def check_trained_config(config, workdir):
+  """Localize and crop runs read the workdir's checkpoints: the model must be the one trained there."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise InputError(f"{path} not found; pass the --workdir of a run")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    raise InputError(f"no config.json in {workdir}: nothing was trained there; train first (--mode=train or --mode=all)")
+  saved, current = _read_workdir_config(path), json.loads(config.to_json_best_effort())
+  for key in _MODEL_KEYS:
+    if _get(saved, key) != _get(current, key):
+      raise InputError(
+        f"config {key}={json.dumps(_get(current, key))} differs from {json.dumps(_get(saved, key))} in {path}, "
+        "the model trained there; localize with the training config (change only data.path, localize.* and crop.*)"
+      )
+
+
+def _workdir_outputs(config, workdir):
+  folders = ("config.json", "checkpoints", "metrics.jsonl", "localization", "cache", "data")
+  return [os.path.join(workdir, f) for f in folders] + [config.crop.out_dir or os.path.join(workdir, "cropped")]
 
 
 def run(config, workdir, mode, overwrite=False):
   config_checks.validate(config)
-  write_config(config, workdir, overwrite)
-  distributed.initialize_from_env()
-  dataset = prepare.load_dataset(config.data, workdir)
-  logging.info("%d volumes ready from %s", len(dataset.volumes), dataset.root or config.data.path)
-  print(f"prepared {len(dataset.volumes)} volumes ({len(dataset.truth)} with ground truth); config in {workdir}/config.json")
-  if mode == "prepare":
-    return None
-  if mode == "crop":  # one writer: every process of a multi-host job would write the same files
-    return crop.crop_from_workdir(config, workdir, dataset, overwrite=overwrite) if jax.process_index() == 0 else None
-  summary = train.train_and_evaluate(config, workdir, mode=mode, dataset=dataset)
-  if summary:
-    for method, metrics in summary.items():
-      print(f"{method:32s} " + "  ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
-  if mode != "train":
-    print(f"boxes, figures and report.md in {os.path.join(workdir, 'localization')}")
-  if mode == "all" and "crop" in config and jax.process_index() == 0:
-    crop.crop_from_workdir(config, workdir, dataset, overwrite=overwrite)
-  return summary
+  formats.set_remote_options(timeout_s=config.data.remote_timeout_s, retries=config.data.remote_retries)
+  given = sources.input_paths(config.data.path) if config.data.path else []
+  outputs.check_apart(_workdir_outputs(config, workdir), given, fix="choose a --workdir (and crop.out_dir) outside the data")
+  # jax, flax, orbax and grain load only once the command line and the workdir are known to be good.
+  import jax
+
+  from ssl_ct import crop, distributed, train
+  from ssl_ct.data import prepare
+
+  is_first = os.environ.get("SSL_CT_PROCESS_ID", "0") == "0"  # one lock per job: every process shares the workdir
+  lock = outputs.lock_folder(workdir, "workdir") if is_first else None
+  try:
+    if mode in ("crop", "localize"):
+      check_trained_config(config, workdir)
+    else:
+      write_config(config, workdir, overwrite)
+    distributed.initialize_from_env()
+    dataset = prepare.load_dataset(config.data, workdir)
+    outputs.check_apart(
+      _workdir_outputs(config, workdir),
+      sources.input_paths(config.data.path, dataset.volumes) if config.data.path else [],
+      fix="choose a --workdir (and crop.out_dir) outside the data",
+    )
+    logging.info("%d volumes ready from %s", len(dataset.volumes), dataset.root or config.data.path)
+    print(f"prepared {len(dataset.volumes)} volumes ({len(dataset.truth)} with ground truth); config in {workdir}/config.json")
+    if mode == "prepare":
+      return None
+    if mode == "crop":  # one writer: every process of a multi-host job would write the same files
+      return crop.crop_from_workdir(config, workdir, dataset, overwrite=overwrite) if jax.process_index() == 0 else None
+    summary = train.train_and_evaluate(config, workdir, mode=mode, dataset=dataset)
+    if summary:
+      for method, metrics in summary.items():
+        print(f"{method:32s} " + "  ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+    if mode != "train" and jax.process_index() == 0:
+      from ssl_ct import results
+
+      print(f"boxes, figures and report.md in {results.latest(workdir)}")
+    if mode == "all" and "crop" in config and jax.process_index() == 0:
+      crop.crop_from_workdir(config, workdir, dataset, overwrite=overwrite)
+    return summary
+  finally:
+    if lock is not None:
+      os.close(lock)
 
 
-def _fail(error):
-  """One line from an exception message (config_flags embeds whole tracebacks) and exit 2."""
-  lines = [line.strip(" '\"") for line in str(error).replace("\\n", "\n").splitlines() if line.strip()]
-  message = lines[-1] if "Traceback" in str(error) else " ".join(lines)
-  print(f"error: {message or type(error).__name__} (config overrides: --config.section.key=value)", file=sys.stderr)
+def _fail(message):
+  print(f"error: {' '.join(message.split())}", file=sys.stderr)
   sys.exit(2)
+
+
+def _last_line(text):
+  lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+  return lines[-1] if lines else ""
+
+
+def _override_of(argv, key):
+  """The --config.* argument whose dotted path holds `key`, or a generic name."""
+  for arg in argv:
+    if arg.startswith("--config.") and key in arg.split("=", 1)[0].split("."):
+      return arg
+  return f"--config...{key}"
+
+
+def _config_error(error, argv):
+  """One line for an exception raised while parsing the flags or loading the config file."""
+  if isinstance(error, SyntaxError):
+    return f"config file {error.filename}, line {error.lineno}: syntax error ({error.msg}); fix the file"
+  if isinstance(error, (KeyError, AttributeError)) and error.args:
+    text = str(error.args[0]).replace("\\n", "\n").replace("\\'", "'")  # ml_collections nests reprs
+    first, *rest = text.strip("'").splitlines()
+    key = first.strip("'\" \\")
+    if "has no attribute 'get_config'" in first:
+      return f"the config file defines no get_config(); give a file like configs/rotation_xenopus.py ({first})"
+    hint = " ".join(r.strip() for r in rest if r.strip())
+    arg = _override_of(argv, key)
+    hint = hint[0].lower() + hint[1:] if hint else "check the key against the config file"
+    return f"{arg}: the config has no key '{key}' there; {hint}"
+  if isinstance(error, flags.IllegalFlagValueError):
+    text = str(error)
+    flag = text.split(":", 1)[0].removeprefix("flag ").strip() if text.startswith("flag ") else "a flag"
+    if "Error whilst parsing config file" in text:
+      return f"{flag}: {_last_line(text).split(': ', 1)[-1]}"
+    if "must have a value other than None" in text:
+      return f"{flag.split('=')[0]} is required; see --help"
+    reason = _last_line(error.__cause__ or text.split(": ", 1)[-1])
+    fix = "give a value of the key's type, as in the config file" if flag.startswith("--config.") else "see --help"
+    return f"{flag}: cannot parse the value ({reason}); {fix}"
+  if isinstance(error, flags.Error):
+    return f"{_last_line(error)}; see --help"
+  return f"the config file failed to load ({type(error).__name__}: {_last_line(error)}); fix the file or its :args"
 
 
 def main(argv):
@@ -92,20 +182,20 @@ def main(argv):
     config = _CONFIG.value
     config.lock()
   except OSError as e:  # config_flags defers a config file that failed to load until first use
-    _fail(e)
+    _fail(f"cannot load the config file ({_last_line(e).strip()}); check the --config path")
   exit_on_input_error(run, config, _WORKDIR.value, _MODE.value, _OVERWRITE.value)
 
 
 def parse_flags(argv):
-  """absl flag parsing with bad config args and override typos as one-line errors."""
+  """absl flag parsing with bad config files, bad config args and override typos as one-line errors."""
   try:
     return flags.FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
-    _fail(e.__cause__ or e.__context__ or e)
+  except Exception as e:  # config files are user code: anything can come out of loading one
+    _fail(_config_error(e, argv))
 
 
 def cli():
-  app.run(main, flags_parser=parse_flags)
+  run_cli(lambda: app.run(main, flags_parser=parse_flags))
 
 
 if __name__ == "__main__":

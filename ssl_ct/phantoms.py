@@ -7,10 +7,9 @@ See ssl_ct/data/synthetic.py for the folder layout and ssl_ct/data/phantoms.py f
 """
 
 import argparse
-import sys
 
 from ssl_ct.data import phantoms, synthetic
-from ssl_ct.errors import exit_on_input_error
+from ssl_ct.errors import CliParser, exit_on_input_error, run_cli
 
 
 def _shape(text):
@@ -24,7 +23,7 @@ def _shape(text):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m ssl_ct.phantoms", description=__doc__.split("\n")[1])
+  parser = CliParser(prog="python -m ssl_ct.phantoms", description=__doc__.split("\n")[1])
   parser.add_argument("output", help="new folder for the set")
   parser.add_argument("--kind", choices=sorted(phantoms.GENERATORS), default="xenopus")
   parser.add_argument("--num", type=int, default=12, help="number of volumes")
@@ -55,4 +54,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  run_cli(main)

@@ -1,18 +1,47 @@
-"""Writes localization results: boxes.json, metrics.json and report.md in <workdir>/localization."""
+"""Localization results: boxes.json, metrics.json and report.md of one run (ssl_ct/results.py).
+
+boxes.json: {"ssl_ct": {"kind": "boxes", "version": 2, "method": ..., "crop_margin": ...},
+             "boxes": {name: {"start": [z, y, x], "stop": [z, y, x]} | null}}, half-open voxel
+ranges of the input volumes; `crop_margin` is the margin the method's boxes were calibrated to
+be cropped with (ssl_ct.crop uses it by default). Files from before version 2 map names to
+boxes directly and are still read.
+"""
 
 import json
 import os
 
-from ssl_ct import evaluate
+from ssl_ct import evaluate, outputs
+from ssl_ct.errors import InputError
 
 _COLUMNS = ("mae_voxels", "relative_error_pct", "iou", "recall", "kept_fraction")
+BOXES_VERSION = 2
 
 
-def write_json(path, obj):
-  """Atomic JSON write."""
-  with open(path + ".partial", "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(path + ".partial", path)
+def write_boxes(path, boxes, *, method, crop_margin):
+  meta = {"kind": "boxes", "version": BOXES_VERSION, "method": method, "crop_margin": crop_margin}
+  outputs.write_json(path, {outputs.MARKER: meta, "boxes": boxes})
+
+
+def read_boxes(path):
+  """({name: box or None}, metadata) from a boxes.json; boxes are checked against shapes by the caller."""
+  if not os.path.exists(path):
+    raise InputError(f"{path} does not exist; localize first (python -m ssl_ct.main --mode=localize) or check --boxes")
+  try:
+    with open(path) as f:
+      content = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    where = f" ({e.msg} at line {e.lineno})" if isinstance(e, json.JSONDecodeError) else ""
+    raise InputError(f"{path} is not valid JSON{where}; localize again to rewrite it") from e
+  if isinstance(content, dict) and outputs.MARKER in content:
+    meta, boxes = content[outputs.MARKER], content.get("boxes")
+  else:
+    meta, boxes = {}, content  # version 1: names to boxes
+  if not isinstance(boxes, dict) or not isinstance(meta, dict):
+    raise InputError(f"{path} must map volume names to boxes or null; localize again to rewrite it")
+  margin = meta.get("crop_margin")
+  if margin is not None and not (isinstance(margin, (int, float)) and 0 <= margin <= 0.5):
+    raise InputError(f"{path}: crop_margin {margin!r} is not a fraction in [0, 0.5]; fix it or pass --margin")
+  return boxes, meta
 
 
 def _box_text(box):
@@ -28,17 +57,19 @@ def _table(per_volume_by_method):
   return lines
 
 
-def write_report(out_dir, *, method_name, boxes, baseline_boxes, metrics=None, baseline_metrics=None, shapes=None, notes=()):
+def write_report(
+  out_dir, *, method_name, boxes, baseline_boxes, metrics=None, baseline_metrics=None, shapes=None, notes=(), crop_margin=None
+):
   """boxes.json (method), baseline_boxes.json, metrics.json and report.md."""
-  write_json(os.path.join(out_dir, "boxes.json"), boxes)
-  write_json(os.path.join(out_dir, "baseline_boxes.json"), baseline_boxes)
+  write_boxes(os.path.join(out_dir, "boxes.json"), boxes, method=method_name, crop_margin=crop_margin)
+  write_boxes(os.path.join(out_dir, "baseline_boxes.json"), baseline_boxes, method="threshold baseline", crop_margin=crop_margin)
   lines = [f"# Localization report: {method_name}", "", *notes, ""]
   lines += ["Boxes are half-open voxel ranges [start, stop) in (z, y, x) of the input volumes.", ""]
   lines += ["| volume | shape | predicted box | threshold baseline box |", "|---|---|---|---|"]
   lines += [f"| {n} | {list(shapes[n])} | {_box_text(boxes[n])} | {_box_text(baseline_boxes[n])} |" for n in boxes]
   if metrics:
     summary = {method_name: evaluate.summarize(metrics), "threshold baseline": evaluate.summarize(baseline_metrics)}
-    write_json(
+    outputs.write_json(
       os.path.join(out_dir, "metrics.json"),
       {"summary": summary, "per_volume": {method_name: metrics, "threshold baseline": baseline_metrics}},
     )
@@ -54,7 +85,5 @@ def write_report(out_dir, *, method_name, boxes, baseline_boxes, metrics=None, b
     lines += [f"| {m} | " + " | ".join(f"{s[c]:.3f}" for c in _COLUMNS) + " |" for m, s in summary.items()]
     lines += ["", "Per volume:", "", *_table({method_name: metrics, "threshold baseline": baseline_metrics})]
   lines += ["", "Figures: `curves/<volume>.png` (certainty per slice and axis), `overlays/<volume>.png` (boxes on slices)."]
-  with open(os.path.join(out_dir, "report.md.partial"), "w") as f:
-    f.write("\n".join(lines) + "\n")
-  os.replace(os.path.join(out_dir, "report.md.partial"), os.path.join(out_dir, "report.md"))
+  outputs.write_text(os.path.join(out_dir, "report.md"), "\n".join(lines) + "\n")
   return summary if metrics else None

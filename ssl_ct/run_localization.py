@@ -6,8 +6,8 @@ import os
 import numpy as np
 import tqdm
 
-from ssl_ct import baseline, evaluate, plots, report
-from ssl_ct.data import formats, prepare, truth
+from ssl_ct import baseline, evaluate, plots, report, results
+from ssl_ct.data import prepare, truth
 
 _STYLES = {
   "predicted": {"edgecolor": "tab:orange", "label": "predicted"},
@@ -16,15 +16,11 @@ _STYLES = {
 }
 
 
-def _mask_of(dataset, name):
-  entry = dataset.truth.get(name, {})
-  if "mask" not in entry or not dataset.root:
-    return None
-  return formats.open_volume(os.path.join(dataset.root, entry["mask"])).read().astype(bool)
+def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True, crop_margin=None):
+  """Runs `localize` and the baseline on every volume; returns the summary (or None without truth).
 
-
-def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True):
-  """Runs `localize` and the baseline on every volume; returns the summary (or None without truth)."""
+  `crop_margin`: the margin the boxes are to be cropped with, recorded in boxes.json.
+  """
   os.makedirs(out_dir, exist_ok=True)  # sub-folders appear with the figures the localizer has
   boxes, baseline_boxes, metrics, baseline_metrics = {}, {}, {}, {}
   for volume in tqdm.tqdm(dataset.volumes, desc="localize", unit="vol"):
@@ -36,7 +32,7 @@ def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True):
     baseline_boxes[name] = baseline.scale_box(grid_baseline, factor, shape)
     truth_box = dataset.truth.get(name, {}).get("box")
     if truth_box is not None:
-      mask = _mask_of(dataset, name)
+      mask = truth.read_mask(dataset.root, dataset.truth[name])
       metrics[name] = evaluate.box_metrics(boxes[name], truth_box, shape, mask)
       baseline_metrics[name] = evaluate.box_metrics(baseline_boxes[name], truth_box, shape, mask)
     if plot:
@@ -67,19 +63,21 @@ def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True):
     metrics=metrics if complete else None,
     baseline_metrics=baseline_metrics if complete else None,
     shapes={v.name: dataset.input_shape(v.name) for v in dataset.volumes},
+    crop_margin=crop_margin,
   )
 
 
-def load_saved(workdir, folder, data_config):
-  """(truth entries, [(name, saved arrays, mask)]) for the results a run saved in localization/<folder>.
+def load_saved(workdir, folder):
+  """(run config, truth entries, [(name, saved arrays, mask)]) of what the latest localization run saved in <folder>.
 
   For analysis scripts: needs the ground-truth masks of the run's data (synthetic sets have them).
   """
-  root = prepare.data_root(data_config, workdir, progress=False)
+  run = results.latest(workdir)
+  config = results.read_config(run)
+  root = prepare.data_root(config.data, workdir, progress=False)
   known = truth.read_truth(root)
   saved = []
-  for npz in sorted(glob.glob(os.path.join(workdir, "localization", folder, "*.npz"))):
+  for npz in sorted(glob.glob(os.path.join(run, folder, "*.npz"))):
     name = os.path.basename(npz)[:-4]
-    mask = formats.open_volume(os.path.join(root, known[name]["mask"])).read().astype(bool)
-    saved.append((name, np.load(npz), mask))
-  return known, saved
+    saved.append((name, np.load(npz), truth.read_mask(root, known[name])))
+  return config, known, saved

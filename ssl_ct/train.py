@@ -21,7 +21,7 @@ from flax.training import train_state
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ssl_ct import checkpoint, losses, metric_writer, run_localization, tasks
+from ssl_ct import checkpoint, losses, metric_writer, outputs, results, run_localization, tasks
 from ssl_ct.data import prepare
 from ssl_ct.errors import InputError
 
@@ -202,5 +202,9 @@ def train_and_evaluate(config, workdir, *, loss_fn=None, mode="all", dataset=Non
     params = load_trained_params(config, workdir, model, example)
   if mode == "train" or jax.process_index() != 0:
     return None
-  out_dir = os.path.join(workdir, "localization")
-  return run_localization.localize_dataset(dataset, task.make_localizer(model, params), out_dir, method_name=task.method_name)
+  with results.new_run(workdir) as out_dir:  # a new results folder per localization run
+    outputs.write_text(os.path.join(out_dir, "config.json"), config.to_json_best_effort(indent=1, sort_keys=True))
+    margin = config.crop.margin if "crop" in config else None
+    return run_localization.localize_dataset(
+      dataset, task.make_localizer(model, params), out_dir, method_name=task.method_name, crop_margin=margin
+    )

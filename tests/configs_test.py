@@ -96,7 +96,7 @@ class MainTest(absltest.TestCase):
   def test_bad_command_lines_fail_in_one_line(self):
     workdir = tempfile.mkdtemp()
     cases = {
-      "--config.opt.lrr=1": 'Did you mean "lr"',
+      "--config.opt.lrr=1": 'did you mean "lr"',
       "--config.opt.lr=-3": "config value opt.lr=-3.0 is invalid",
       "--config.data.path=/no/such/folder": "no volume at /no/such/folder",
     }

@@ -18,7 +18,9 @@ class PrepareTest(absltest.TestCase):
     array[8:24, 4:20, 12:32] = 1.0
     array += np.random.default_rng(0).normal(0, 0.01, array.shape).astype(np.float32)
     zarr_writer.write_zarr3(array, os.path.join(folder, "scan.zarr"))
-    config = ml_collections.ConfigDict({"path": folder, "downscale_to": 20, "low_percentile": 0.5, "high_percentile": 99.5})
+    config = ml_collections.ConfigDict(
+      {"path": folder, "downscale_to": 20, "low_percentile": 0.5, "high_percentile": 99.5, "fill_missing": False}
+    )
     dataset = prepare.load_dataset(config, workdir, progress=False)
     (volume,) = dataset.volumes
     self.assertEqual((dataset.factor("scan"), volume.shape, dataset.input_shape("scan")), (2, (20, 18, 18), (40, 36, 36)))
@@ -56,4 +58,4 @@ class LocalizeOnDownscaledGridTest(absltest.TestCase):
     out = tempfile.mkdtemp()
     run_localization.localize_dataset(dataset, lambda *_: (grid_box, {}), out, method_name="fixed", plot=False)
     with open(os.path.join(out, "boxes.json")) as f:
-      self.assertEqual(json.load(f)["scan"], {"start": [4, 6, 8], "stop": [20, 24, 35]})  # x clipped to 35
+      self.assertEqual(json.load(f)["boxes"]["scan"], {"start": [4, 6, 8], "stop": [20, 24, 35]})  # x clipped to 35

@@ -14,7 +14,7 @@ import tensorstore as ts
 from absl.testing import absltest
 
 from configs import sorting_medaka
-from ssl_ct import crop, localize, losses
+from ssl_ct import crop, localize, losses, report, results
 from ssl_ct.data import pipeline, prepare, zarr_writer
 from ssl_ct.data.volume import ArrayVolume
 from ssl_ct.errors import InputError
@@ -232,8 +232,10 @@ class CropTest(absltest.TestCase):
     self.assertEqual(record["bytes_before"], os.path.getsize(spec))
     self.assertAlmostEqual(record["voxel_reduction"], 1 - (21 * 15 * 18) / (30 * 20 * 24))
     self.assertTrue(os.path.exists(os.path.join(tmp, "out", "crop.md")))
-    with self.assertRaisesRegex(InputError, "already exists"):
-      crop.crop_all({"scan": box}, [volume], os.path.dirname(out), margin=0.1)
+    again = crop.crop_all({"scan": box}, [volume], os.path.dirname(out), margin=0.1)  # the same crop: kept, not redone
+    self.assertTrue(again["per_volume"]["scan"]["reused"])
+    with self.assertRaisesRegex(InputError, "cropped differently"):
+      crop.crop_all({"scan": box}, [volume], os.path.dirname(out), margin=0.2)
 
   def test_bytes_before_are_the_inputs_bytes_on_disk(self):
     tmp = tempfile.mkdtemp()
@@ -279,18 +281,16 @@ class EndToEndTest(absltest.TestCase):
       timeout=600,
     )
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-    with open(os.path.join(workdir, "localization", "boxes.json")) as f:
-      boxes = json.load(f)
+    boxes, _ = report.read_boxes(os.path.join(results.latest(workdir), "boxes.json"))
     self.assertLen(boxes, 4)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
       records = [json.loads(line) for line in f]
     self.assertTrue(any("val_mean_displacement" in r for r in records))
     for name in boxes:
-      self.assertTrue(os.path.exists(os.path.join(workdir, "localization", "variance", f"{name}.png")))
+      self.assertTrue(os.path.exists(os.path.join(results.latest(workdir), "variance", f"{name}.png")))
       self.assertTrue(os.path.isdir(os.path.join(workdir, "cropped", f"{name}.zarr")))
     with open(os.path.join(workdir, "cropped", "crop_report.json")) as f:
-      report = json.load(f)
-    self.assertIn("sample_recall_mean", report["summary"])
+      self.assertIn("sample_recall_mean", json.load(f)["summary"])
     self.assertIn("storage reduction", result.stdout)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from absl.testing import absltest
 
 from configs import rotation_xenopus
-from ssl_ct import losses, tasks, train
+from ssl_ct import losses, report, results, tasks, train
 from ssl_ct.data import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,11 +73,13 @@ class TrainTest(absltest.TestCase):
     straight, resumed = tempfile.mkdtemp(), tempfile.mkdtemp()
     summary = train.train_and_evaluate(_tiny_config(self.cache, steps=3), straight)
     self.assertIn("threshold baseline", summary)
-    for name in ("boxes.json", "baseline_boxes.json", "metrics.json", "report.md"):
-      self.assertTrue(os.path.exists(os.path.join(straight, "localization", name)), name)
-    with open(os.path.join(straight, "localization", "boxes.json")) as f:
-      self.assertLen(json.load(f), 3)
-    self.assertLen(glob.glob(os.path.join(straight, "localization", "curves", "*.png")), 3)
+    run = results.latest(straight)
+    for name in ("boxes.json", "baseline_boxes.json", "metrics.json", "report.md", "config.json"):
+      self.assertTrue(os.path.exists(os.path.join(run, name)), name)
+    boxes, meta = report.read_boxes(os.path.join(run, "boxes.json"))
+    self.assertLen(boxes, 3)
+    self.assertEqual((meta["method"], meta["crop_margin"]), ("rotation loss (certainty p0)", 0.05))
+    self.assertLen(glob.glob(os.path.join(run, "curves", "*.png")), 3)
     steps = [json.loads(line)["step"] for line in open(os.path.join(straight, "metrics.jsonl"))]
     self.assertEqual(steps, [1, 2, 3])
     # Resume from the step-2 checkpoint (step 3 never saved): same parameters as the straight run.
@@ -92,7 +94,7 @@ class TrainTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "no checkpoint in"):
       train.train_and_evaluate(_tiny_config(self.cache), tempfile.mkdtemp(), mode="localize")
 
-  def test_killed_mid_run_resumes_from_last_complete_checkpoint(self):
+  def test_killed_mid_run_resumes_to_bit_identical_parameters(self):
     workdir = tempfile.mkdtemp()
     proc = _worker(workdir, self.cache, 60, wait=False)
     deadline = time.time() + 240
@@ -100,9 +102,12 @@ class TrainTest(absltest.TestCase):
       time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)  # most likely during an async save
     proc.wait()
+    self.assertEqual(proc.returncode, -signal.SIGKILL)  # killed, not finished
     self.assertGreaterEqual(len(glob.glob(os.path.join(workdir, "checkpoints", "*"))), 1)
     finished = _worker(workdir, self.cache, 60)
-    self.assertEqual(finished["step"], 60)
+    straight = _worker(tempfile.mkdtemp(), self.cache, 60)  # the same run, never interrupted
+    self.assertEqual((finished["step"], straight["step"]), (60, 60))
+    self.assertEqual(finished["sha256"], straight["sha256"])
 
   def test_one_and_four_devices_agree(self):
     one = _worker(tempfile.mkdtemp(), self.cache, 2, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"})

@@ -5,6 +5,7 @@ Honours SSL_CT_COORDINATOR / SSL_CT_NUM_PROCESSES / SSL_CT_PROCESS_ID (multi-pro
 XLA_FLAGS (forced host devices).
 """
 
+import hashlib
 import json
 import sys
 
@@ -40,11 +41,18 @@ def main(workdir, cache_dir, steps, task_name="rotation"):
     example_batch=task.example_batch(config.data.batch_size),
     loss_fn=losses.get_loss(loss_name),
   )
-  leaves = [np.asarray(x, np.float64).ravel() for x in jax.tree.leaves(train.host_params(state.params))]
-  flat = np.concatenate(leaves)
+  leaves = [np.asarray(x) for x in jax.tree.leaves(train.host_params(state.params))]
+  digest = hashlib.sha256(b"".join(x.tobytes() for x in leaves)).hexdigest()  # bit-exact parameters
+  flat = np.concatenate([x.astype(np.float64).ravel() for x in leaves])
   print(
     json.dumps(
-      {"process": jax.process_index(), "devices": jax.device_count(), "step": int(state.step), "sample": flat[::97][:64].tolist()}
+      {
+        "process": jax.process_index(),
+        "devices": jax.device_count(),
+        "step": int(state.step),
+        "sample": flat[::97][:64].tolist(),
+        "sha256": digest,
+      }
     )
   )
 

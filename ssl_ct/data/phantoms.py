@@ -17,7 +17,7 @@ import scipy.spatial
 from ssl_ct.data import tomography
 
 MEDIUM_MU_128 = 0.012  # medium attenuation per voxel at a 128-voxel slice
-GENERATOR_VERSION = 8  # part of the cache key: bump when the physics or anatomy change
+GENERATOR_VERSION = 9  # part of the cache key: bump when the physics, anatomy or storage change (9: every chunk stored)
 
 
 @dataclasses.dataclass

@@ -205,7 +205,7 @@ def make_sorting_loader(dataset, data_config, volume_ids, *, seed, batch_size, s
   k = data_config.slices_per_batch
   groups = _groups_in(batch_size, k)
   if not volume_ids:
-    raise InputError("no training volumes: lower data.validation_fraction or add volumes")
+    raise InputError("no training volumes are left after the validation split; lower data.validation_fraction or add volumes")
   source = GroupRecords(len(volume_ids) * max(1, data_config.groups_per_epoch_per_volume))
   shard_options = shard_options or grain.sharding.NoSharding()
   sampler = grain.samplers.IndexSampler(len(source), shard_options=shard_options, shuffle=True, num_epochs=num_epochs, seed=seed)

@@ -81,7 +81,7 @@ def _truth_for(root, volumes):
 def load_dataset(data_config, workdir, progress=True):
   """Opens every volume, checks it (NaN, constant, shape), finds its field of view and intensity range."""
   root = data_root(data_config, workdir, progress)
-  inputs = sources.open_volumes(root)
+  inputs = sources.open_volumes(root, fill_missing=data_config.fill_missing)
   volumes, factors = [], {}
   for v in inputs:
     analysed, factors[v.name] = downscaled(v, data_config.downscale_to, os.path.join(workdir, "cache"), progress)

@@ -51,11 +51,25 @@ def resolve_specs(path):
   return [path]
 
 
-def open_volumes(path):
+def open_volumes(path, *, fill_missing=False):
   """Opens every volume named by `path`; names must be unique."""
-  volumes = [formats.open_volume(spec) for spec in resolve_specs(path)]
+  volumes = [formats.open_volume(spec, fill_missing=fill_missing) for spec in resolve_specs(path)]
   names = [v.name for v in volumes]
   duplicates = sorted({n for n in names if names.count(n) > 1})
   if duplicates:
     raise InputError(f"several volumes are named {duplicates}; give each volume a distinct file or folder name")
   return volumes
+
+
+def input_paths(path, volumes=()):
+  """Local files and folders that `path` names (folders, files, glob matches, spec files) and that
+  hold `volumes`: what no output may overwrite, contain or lie inside (ssl_ct.outputs.check_apart)."""
+  if isinstance(path, (list, tuple)):
+    named = [p for item in path for p in input_paths(item)]
+  elif isinstance(path, str) and path and not path.lstrip().startswith("{") and formats.detect_format(path) != "url":
+    base = formats.split_hdf5(path)[0]
+    named = sorted(glob.glob(base)) if any(c in base for c in "*?[") else [base]
+  else:
+    named = []
+  held = [formats.local_path(v) for v in volumes]
+  return sorted({os.path.realpath(p) for p in named + held if p and os.path.exists(p)})

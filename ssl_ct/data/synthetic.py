@@ -15,6 +15,7 @@ import os
 import numpy as np
 import tqdm
 
+from ssl_ct import outputs
 from ssl_ct.data import phantoms, truth, zarr_writer
 from ssl_ct.errors import InputError
 
@@ -41,14 +42,16 @@ def write_set(out_dir, *, kind, num_volumes, shape, seed, z_jitter=0.0, dtype="f
   if kind not in phantoms.GENERATORS:
     raise InputError(f"unknown phantom kind {kind!r}; choose one of {sorted(phantoms.GENERATORS)}")
   if num_volumes < 1:
-    raise InputError(f"number of volumes must be >= 1, got {num_volumes}")
+    raise InputError(f"number of volumes must be >= 1, got {num_volumes}; ask for at least one volume")
   if len(shape) != 3 or shape[1] != shape[2] or min(shape) < 16:
-    raise InputError(f"synthetic shape must be (z, n, n) with n >= 16 (square axial slices), got {tuple(shape)}")
+    raise InputError(f"synthetic shape {tuple(shape)} is not (z, n, n) with n >= 16 (square axial slices); give e.g. 112,64,64")
   if dtype not in ("float32", "uint16"):
-    raise InputError(f"synthetic dtype must be 'float32' or 'uint16', got {dtype!r}")
+    raise InputError(f"synthetic dtype {dtype!r} is not supported; use 'float32' or 'uint16'")
+  if not 0 <= z_jitter <= 0.5:
+    raise InputError(f"z jitter {z_jitter} is outside [0, 0.5]; give a fraction of the z size such as 0.05")
   params = {"kind": kind, "num_volumes": num_volumes, "shape": list(shape), "seed": seed, "z_jitter": z_jitter, "dtype": dtype}
   entries = {}
-  with zarr_writer.atomic_output(out_dir, overwrite) as tmp:
+  with outputs.atomic_dir(out_dir, overwrite) as tmp:
     os.makedirs(os.path.join(tmp, "truth"))
     shapes = volume_shapes(kind, shape, num_volumes, z_jitter, seed)
     for index in tqdm.tqdm(range(num_volumes), desc=f"synthesize {kind}", disable=not progress, unit="vol"):
@@ -67,8 +70,7 @@ def write_set(out_dir, *, kind, num_volumes, shape, seed, z_jitter=0.0, dtype="f
         "shape": list(shapes[index]),
       }
     truth.write_truth(tmp, entries)
-    with open(os.path.join(tmp, _SET_FILE), "w") as f:
-      json.dump(params, f, indent=1)
+    outputs.write_json(os.path.join(tmp, _SET_FILE), params)
   return out_dir
 
 

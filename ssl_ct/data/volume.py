@@ -32,6 +32,11 @@ class Volume(abc.ABC):
     self.dtype = np.dtype(self._dtype(handle))
     self._check()
 
+  @property
+  def where(self):
+    """Where the volume is, for messages: its path (backends with a longer source say it shorter)."""
+    return str(self.source)
+
   def __repr__(self):
     return f"{type(self).__name__}({self.name!r}, shape={self.shape}, dtype={self.dtype}, source={self.source!r})"
 
@@ -49,7 +54,7 @@ class Volume(abc.ABC):
         raise
       except Exception as e:  # Truncated or foreign files fail in many library-specific ways.
         raise InputError(
-          f"{self.source}: cannot open as {self.format_name} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+          f"{self.where}: cannot open as {self.format_name} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
           "check that the file is complete and in the format its name says"
         ) from e
     return self._handle
@@ -57,13 +62,13 @@ class Volume(abc.ABC):
   def _check(self):
     if len(self.shape) != 3:
       raise InputError(
-        f"{self.source}: expected a 3D volume (z, y, x), got shape {self.shape}; "
+        f"{self.where}: expected a 3D volume (z, y, x), got shape {self.shape}; "
         "pass a single 3D array (for HDF5 add ':/path/to/dataset')"
       )
     if min(self.shape) == 0:
-      raise InputError(f"{self.source}: volume is empty (shape {self.shape}); point to a non-empty volume")
+      raise InputError(f"{self.where}: volume is empty (shape {self.shape}); point to a non-empty volume")
     if self.dtype.name not in SUPPORTED_DTYPES:
-      raise InputError(f"{self.source}: unsupported dtype {self.dtype}; convert to one of {', '.join(SUPPORTED_DTYPES)}")
+      raise InputError(f"{self.where}: unsupported dtype {self.dtype}; convert to one of {', '.join(SUPPORTED_DTYPES)}")
 
   # Backend interface.
   @abc.abstractmethod
@@ -91,14 +96,14 @@ class Volume(abc.ABC):
     start = tuple(int(s) for s in start)
     stop = tuple(int(s) for s in stop)
     if any(not 0 <= a < b <= n for a, b, n in zip(start, stop, self.shape)):
-      raise InputError(f"{self.name}: box {start}..{stop} is empty or outside the volume of shape {self.shape}")
+      raise InputError(f"{self.name}: box {start}..{stop} is empty or outside the volume of shape {self.shape}; ask for voxels inside it")
     try:
       box = self._read_box(self._get_handle(), start, stop)
     except InputError:
       raise
     except Exception as e:  # Decoder errors from any backend: name the volume and what to do.
       raise InputError(
-        f"{self.source}: could not read box {start}..{stop} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+        f"{self.where}: could not read box {start}..{stop} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
         "the file or a chunk is corrupt or truncated: re-export or re-copy it"
       ) from e
     return np.asarray(box, dtype=self.dtype)
@@ -108,10 +113,16 @@ class Volume(abc.ABC):
     if axis not in (0, 1, 2):
       raise InputError(f"axis must be 0, 1 or 2, got {axis}")
     if not 0 <= index < self.shape[axis]:
-      raise InputError(f"{self.name}: slice {index} is outside axis {axis} of size {self.shape[axis]}")
+      raise InputError(f"{self.name}: slice {index} is outside axis {axis} of size {self.shape[axis]}; ask for a slice inside the volume")
     start, stop = [0, 0, 0], list(self.shape)
     start[axis], stop[axis] = index, index + 1
-    return np.take(self.read(start, stop), 0, axis=axis)
+    plane = np.take(self.read(start, stop), 0, axis=axis)
+    if self.dtype.kind == "f" and not np.isfinite(plane).all():
+      raise InputError(
+        f"{self.where}: slice {index} along {'zyx'[axis]} of volume {self.name} holds NaN or Inf voxels; "
+        "replace them (e.g. np.nan_to_num) before use"
+      )
+    return plane
 
   def slabs(self, rows=None, align=1):
     """Yields (z0, z1) ranges covering the volume, each at most _SLAB_BYTES, multiples of `align`."""
@@ -134,6 +145,11 @@ class Volume(abc.ABC):
     slabs = list(self.slabs(align=factor))
     for z0, z1 in tqdm.tqdm(slabs, desc=f"downsample {self.name}", disable=not progress, leave=False):
       slab = self.read((z0, 0, 0), (z1, *self.shape[1:])).astype(np.float32)
+      if self.dtype.kind == "f" and not np.isfinite(slab).all():
+        bad = z0 + int(np.argwhere(~np.isfinite(slab))[0, 0])
+        raise InputError(
+          f"{self.where}: slice {bad} along z of volume {self.name} holds NaN or Inf voxels; replace them (e.g. np.nan_to_num) before use"
+        )
       out_DxHxW[z0 // factor : -(-z1 // factor)] = block_mean(slab, factor)
     return out_DxHxW
 

@@ -6,17 +6,14 @@ instead of 64 or a whole volume (plane chunks), and lz4 decodes several times fa
 zstd for a few percent more bytes. Shards keep the file count low on parallel filesystems.
 """
 
-import contextlib
 import os
-import shutil
-import uuid
 
 import numpy as np
 import tensorstore as ts
 import tqdm
 
+from ssl_ct import outputs
 from ssl_ct.data.volume import ArrayVolume, Volume
-from ssl_ct.errors import InputError
 
 INNER_CHUNK = 32  # voxels per side of one compressed chunk
 SHARD = 128  # voxels per side of one shard file (a multiple of INNER_CHUNK)
@@ -45,42 +42,17 @@ def zarr3_spec(path, shape, dtype, *, attributes=None, inner_chunk=INNER_CHUNK, 
     "codecs": _codecs(dtype, inner),
     "fill_value": 0,
     "dimension_names": ["z", "y", "x"],
-    "attributes": attributes or {},
+    # The marker says ssl_ct wrote the store (only such stores are replaced by --overwrite).
+    "attributes": {outputs.MARKER: {}, **(attributes or {})},
   }
-  return {"driver": "zarr3", "kvstore": {"driver": "file", "path": os.path.abspath(path)}, "metadata": metadata, "create": True}
-
-
-def check_writable(out_path, overwrite):
-  """Fails before any work when the output exists and overwriting was not asked for."""
-  if os.path.exists(out_path) and not overwrite:
-    raise InputError(f"{out_path} already exists; choose another output path or pass --overwrite")
-
-
-@contextlib.contextmanager
-def atomic_output(out_path, overwrite=False):
-  """Yields a temporary sibling path that replaces `out_path` only if the block succeeds."""
-  check_writable(out_path, overwrite)
-  parent = os.path.dirname(os.path.abspath(out_path))
-  os.makedirs(parent, exist_ok=True)
-  tmp = os.path.join(parent, f".{os.path.basename(out_path)}.partial-{uuid.uuid4().hex[:8]}")
-  try:
-    yield tmp
-    if os.path.exists(out_path):
-      trash = f"{tmp}.old"
-      os.rename(out_path, trash)
-      os.rename(tmp, out_path)
-      _remove(trash)
-    else:
-      os.rename(tmp, out_path)
-  finally:
-    _remove(tmp)
-
-
-def _remove(path):
-  if os.path.isdir(path):
-    shutil.rmtree(path, ignore_errors=True)
-  elif os.path.exists(path):
-    os.remove(path)
+  return {
+    "driver": "zarr3",
+    "kvstore": {"driver": "file", "path": os.path.abspath(path)},
+    "metadata": metadata,
+    "create": True,
+    # Every chunk is written, zeros too: readers treat a missing chunk as damage, not as zeros.
+    "store_data_equal_to_fill_value": True,
+  }
 
 
 def write_zarr3(source, out_path, *, overwrite=False, attributes=None, progress=False, box=None):
@@ -91,7 +63,7 @@ def write_zarr3(source, out_path, *, overwrite=False, attributes=None, progress=
   volume = source if isinstance(source, Volume) else ArrayVolume(np.asarray(source), name=os.path.basename(out_path))
   start, stop = box if box is not None else ((0, 0, 0), volume.shape)
   shape = tuple(b - a for a, b in zip(start, stop))
-  with atomic_output(out_path, overwrite) as tmp:
+  with outputs.atomic_dir(out_path, overwrite) as tmp:
     store = ts.open(zarr3_spec(tmp, shape, volume.dtype, attributes=attributes)).result()
     rows = store.chunk_layout.write_chunk.shape[0]
     slabs = list(range(0, shape[0], rows))
