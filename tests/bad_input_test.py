@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from unittest import mock
 
 import h5py
 import hdf5plugin
@@ -232,6 +233,12 @@ class OutputsApartTest(parameterized.TestCase):
     self.assertEqual(code, 2, err)
     self.assertIn("outside the data", err)
     self.assertEqual(helpers.tree_digest(data), before)
+
+  def test_read_only_output_folder_is_one_line(self):
+    tmp = tempfile.mkdtemp()  # root ignores permission bits, so the check is what is tested here
+    with mock.patch.object(outputs.os, "access", return_value=False):
+      with self.assertRaisesRegex(InputError, f"the folder {tmp} is read-only for this user; choose a writable"):
+        outputs.check_writable(os.path.join(tmp, "out.zarr"), overwrite=False)
 
   def test_overwrite_replaces_only_what_ssl_ct_wrote(self):
     tmp = tempfile.mkdtemp()

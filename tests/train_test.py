@@ -41,6 +41,11 @@ def _worker(workdir, cache_dir, steps, env=None, wait=True, task="rotation"):
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _main(workdir, *args):
+  cmd = [sys.executable, "-m", "ssl_ct.main", "--config=configs/rotation_xenopus.py:tiny", f"--workdir={workdir}", *args]
+  return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
 class TrainTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
@@ -89,6 +94,21 @@ class TrainTest(absltest.TestCase):
     b = _worker(resumed, self.cache, 3)
     self.assertEqual((a["step"], b["step"]), (3, 3))
     np.testing.assert_allclose(a["sample"], b["sample"], rtol=1e-6, atol=1e-7)
+
+  def test_damaged_checkpoint_is_one_line(self):
+    workdir = tempfile.mkdtemp()
+    first = _main(workdir, "--mode=train")
+    self.assertEqual(first.returncode, 0, first.stderr[-2000:])
+    (data_file, *_) = sorted(glob.glob(os.path.join(workdir, "checkpoints", "2", "state", "d", "*")))
+    with open(data_file, "r+b") as f:
+      f.truncate(10)
+    result = _main(workdir, "--mode=localize")
+    self.assertEqual(result.returncode, 2, result.stderr[-2000:])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    self.assertLen(errors, 1, result.stderr[-2000:])
+    self.assertIn(f"checkpoint {workdir}/checkpoints/2 cannot be restored", errors[0])
+    self.assertIn("delete that folder", errors[0])
+    self.assertNotIn("Traceback", result.stderr)
 
   def test_localize_mode_needs_a_checkpoint(self):
     with self.assertRaisesRegex(ValueError, "no checkpoint in"):
