@@ -7,7 +7,6 @@ tensorstore JSON spec. The input is only read, and OUT may not be, contain or li
 OUT appears only once it is complete, and --overwrite replaces only a store ssl_ct wrote.
 """
 
-
 from ssl_ct import outputs
 from ssl_ct.data import formats, sources, zarr_writer
 from ssl_ct.errors import CliParser, InputError, exit_on_input_error, run_cli

@@ -89,9 +89,10 @@ def run(config, workdir, mode, overwrite=False):
   # jax, flax, orbax and grain load only once the command line and the workdir are known to be good.
   import jax
 
-  from ssl_ct import crop, distributed, train
+  from ssl_ct import compilation_cache, crop, distributed, train
   from ssl_ct.data import prepare
 
+  compilation_cache.enable()
   is_first = os.environ.get("SSL_CT_PROCESS_ID", "0") == "0"  # one lock per job: every process shares the workdir
   lock = outputs.lock_folder(workdir, "workdir") if is_first else None
   try:

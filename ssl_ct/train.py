@@ -21,7 +21,7 @@ from flax.training import train_state
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ssl_ct import checkpoint, losses, metric_writer, outputs, results, run_localization, tasks
+from ssl_ct import checkpoint, compilation_cache, losses, metric_writer, outputs, results, run_localization, tasks
 from ssl_ct.data import prepare
 from ssl_ct.errors import InputError
 
@@ -186,6 +186,7 @@ def train_and_evaluate(config, workdir, *, loss_fn=None, mode="all", dataset=Non
   `loss_fn(logits, batch) -> (loss, metrics)` replaces the config's loss (experiments swap
   losses this way). Returns the localization summary against ground truth (None without it).
   """
+  compilation_cache.enable()
   dataset = dataset or prepare.load_dataset(config.data, workdir)
   task = tasks.get_task(config)
   model = task.make_model()

@@ -376,7 +376,9 @@ def _spec_dict(spec):
   except json.JSONDecodeError as e:
     raise InputError(f"tensorstore spec {spec[:80]!r}: invalid JSON ({e.msg} at character {e.pos}); fix the spec") from e
   if not isinstance(spec_dict, dict):
-    raise InputError(f'tensorstore spec {spec[:80]!r} is not a JSON object; give one such as {{"driver": "zarr3", "kvstore": ...}}')
+    raise InputError(
+      f'tensorstore spec {spec[:80]!r} is not a JSON object; give one such as {{"driver": "zarr3", "kvstore": ...}}'
+    )
   return spec_dict
 
 

@@ -40,7 +40,9 @@ def intensity_range(volume, *, low_percentile=0.5, high_percentile=99.5, max_sam
   the range and squeeze the sample's contrast.
   """
   if not 0 <= low_percentile < high_percentile <= 100:
-    raise InputError(f"percentiles {low_percentile}, {high_percentile} do not satisfy 0 <= low < high <= 100; fix data.low_percentile and data.high_percentile")
+    raise InputError(
+      f"percentiles {low_percentile}, {high_percentile} do not satisfy 0 <= low < high <= 100; fix data.low_percentile and data.high_percentile"
+    )
   samples, y, x = _sample_grid(volume, max_samples)  # read once: the check sees everything, the range the inside
   values = samples.ravel()
   if not np.all(np.isfinite(values)):
@@ -52,7 +54,9 @@ def intensity_range(volume, *, low_percentile=0.5, high_percentile=99.5, max_sam
   if high <= low:
     low, high = values.min(), values.max()
   if high <= low:
-    raise InputError(f"{volume.where}: volume is constant (every sampled voxel is {low:g}); nothing to localize in it: check the file, or leave it out of data.path")
+    raise InputError(
+      f"{volume.where}: volume is constant (every sampled voxel is {low:g}); nothing to localize in it: check the file, or leave it out of data.path"
+    )
   return float(low), float(high)
 
 

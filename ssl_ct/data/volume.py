@@ -96,7 +96,9 @@ class Volume(abc.ABC):
     start = tuple(int(s) for s in start)
     stop = tuple(int(s) for s in stop)
     if any(not 0 <= a < b <= n for a, b, n in zip(start, stop, self.shape)):
-      raise InputError(f"{self.name}: box {start}..{stop} is empty or outside the volume of shape {self.shape}; ask for voxels inside it")
+      raise InputError(
+        f"{self.name}: box {start}..{stop} is empty or outside the volume of shape {self.shape}; ask for voxels inside it"
+      )
     try:
       box = self._read_box(self._get_handle(), start, stop)
     except InputError:
@@ -113,7 +115,9 @@ class Volume(abc.ABC):
     if axis not in (0, 1, 2):
       raise InputError(f"axis must be 0, 1 or 2, got {axis}")
     if not 0 <= index < self.shape[axis]:
-      raise InputError(f"{self.name}: slice {index} is outside axis {axis} of size {self.shape[axis]}; ask for a slice inside the volume")
+      raise InputError(
+        f"{self.name}: slice {index} is outside axis {axis} of size {self.shape[axis]}; ask for a slice inside the volume"
+      )
     start, stop = [0, 0, 0], list(self.shape)
     start[axis], stop[axis] = index, index + 1
     plane = np.take(self.read(start, stop), 0, axis=axis)
