@@ -5,11 +5,11 @@ r"""How well do the saved MC-dropout variance grids separate the sample, and whi
 
 Needs ground-truth masks (the synthetic sets have them). Prints the ROC AUC of the variance as
 a sample-vs-background score over grid cells (a cell is "sample" when >20% of its voxels are;
-mean and range over volumes), then box metrics of `localize.box_from_grid` over a grid of rules
+mean and range over volumes), then box metrics of `localize_sorting.box_from_grid` over a grid of rules
 (extent "variance" or "score", top percent, cut, flat fraction, gap), with the sample recall
 after cropping with the run's margin (`crop.margin`, or --margin), replayed on the saved grids
 and scores (no network needed).
-To compare variance measures, localize again with --config.localize.variance_of=embedding
+To compare variance measures, localize again with --config.localize_sorting.variance_of=embedding
 (--mode=localize) into another workdir and run this on it.
 """
 
@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from ssl_ct import crop, evaluate, localize, report, results, run_localization
+from ssl_ct import crop, evaluate, localize_sorting, report, results, run_localization
 
 
 def cell_fractions(mask_DxHxW, axis, cell, grid_shape):
@@ -62,7 +62,7 @@ def main():
     inside_stop = np.mean([np.subtract(known[n]["box"]["stop"], boxes[n]["stop"]) for n in found], axis=0)
     print(f"boxes.json edges inside the truth (voxels, z y x; negative = outside): start {inside_start}, stop {inside_stop}")
   print("box rule on the saved grids and scores (means over volumes; min crop recall over volumes):")
-  base = {"smooth": config.localize.smooth}
+  base = {"smooth": config.localize_sorting.smooth}
   margin = config.crop.margin if args.margin is None else args.margin
   rules = [{"extent": "variance", "top_percent": top, "max_gap": config.localize.max_gap} for top in (3, 5, 10)]
   rules += [
@@ -75,7 +75,9 @@ def main():
       grid, scores = arrays["variance"], arrays["scores"] if "scores" in arrays else None
       if rule["extent"] == "score" and scores is None:
         break  # saved before the scores were
-      box, _ = localize.box_from_grid(grid, scores, float(arrays["cell"]), int(arrays["axis"]), mask.shape, **base, **rule)
+      box, _ = localize_sorting.box_from_grid(
+        grid, scores, float(arrays["cell"]), int(arrays["axis"]), mask.shape, **base, **rule
+      )
       metrics = evaluate.box_metrics(box, known[name]["box"], mask.shape, mask)
       cropped = evaluate.box_metrics(crop.margin_box(box, mask.shape, margin), known[name]["box"], mask.shape, mask)
       rows.append((metrics["mae_voxels"], metrics["iou"], metrics["recall"], cropped["recall"], cropped["kept_fraction"]))

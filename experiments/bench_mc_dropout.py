@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from configs import sorting_medaka
-from ssl_ct import localize, tasks
+from ssl_ct import localize_sorting, tasks
 from ssl_ct.data import prepare
 
 
@@ -43,8 +43,8 @@ def main():
   n = config.data.slice_size
   images = jax.numpy.asarray(np.random.default_rng(0).uniform(size=(args.batch, n, n, 1)).astype(np.float32))
   params = model.init({"params": jax.random.key(0)}, {"image": images[:1]})["params"]
-  one_pass = _time(localize.make_feature_fn(model), params, images, repeats=args.repeats)
-  mc = _time(localize.make_variance_fn(model, args.samples), params, images, jax.random.key(1), repeats=args.repeats)
+  one_pass = _time(localize_sorting.make_feature_fn(model), params, images, repeats=args.repeats)
+  mc = _time(localize_sorting.make_variance_fn(model, args.samples), params, images, jax.random.key(1), repeats=args.repeats)
   print(f"{config.model.name} width {config.model.width}, {n} px slices, batch {args.batch}, {jax.devices()[0].platform}")
   print(f"one deterministic pass:   {1e3 * one_pass:8.1f} ms  ({args.batch / one_pass:7.1f} slices/s)")
   print(
@@ -54,7 +54,7 @@ def main():
     workdir = tempfile.mkdtemp()
     config.data.synthetic.num_volumes = 2
     dataset = prepare.load_dataset(config.data, workdir, progress=False)
-    localize_one = task.make_localizer(model, params)
+    localize_one = task.make_localizer(model, params).localize
     volume = dataset.volumes[0]
     localize_one(volume, dataset.fovs[volume.name], dataset.ranges[volume.name])  # compile
     start = time.perf_counter()

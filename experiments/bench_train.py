@@ -55,7 +55,7 @@ def bench_step(task, config, steps):
 
 
 def bench_localize(task, dataset, params, volumes):
-  localize = task.make_localizer(task.make_model(), params)
+  localize = task.make_localizer(task.make_model(), params).localize
   volume = dataset.volumes[0]
   localize(volume, dataset.fovs[volume.name], dataset.ranges[volume.name])  # compile
   start = time.perf_counter()

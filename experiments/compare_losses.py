@@ -16,7 +16,7 @@ import os
 from absl import logging
 
 from configs import rotation_xenopus, sorting_medaka
-from ssl_ct import losses, outputs, train
+from ssl_ct import losses, outputs, run_localization, train
 from ssl_ct.data import prepare
 
 _COLUMNS = ("mae_voxels", "relative_error_pct", "iou", "recall", "kept_fraction")
@@ -54,7 +54,8 @@ def main():
     config = make_config(args.steps)
     config.data.path = data_path  # the same volumes for every loss
     workdir = os.path.join(args.workdir, name)
-    summary = train.train_and_evaluate(config, workdir, loss_fn=loss_fn)
+    state = train.train_and_evaluate(config, workdir, loss_fn=loss_fn)
+    summary = run_localization.localize_workdir(config, workdir, params=train.host_params(state.params))
     if summary is None:
       print(f"{name}: boxes in {workdir}/localization/latest (no ground truth to score them)")
       continue

@@ -13,6 +13,7 @@ import time
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -77,15 +78,20 @@ def _restore(manager, step, args):
   ) from error
 
 
-def restore_params(workdir, state):
-  """Parameters of the latest checkpoint in `workdir` (for localization), without the data state."""
+def restore_params(workdir, abstract_params):
+  """(model parameters as host arrays, step) of the latest checkpoint in `workdir`, or (None, None).
+
+  Only the parameters are read: no optimizer state, no data iterator (orbax partial restore).
+  """
   manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")), item_names=("state", "data"))
   step = manager.latest_step()
   if step is None:
     return None, None
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  item = {"params": jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_params)}
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+  args = ocp.args.Composite(state=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True))
   try:
-    restored = _restore(manager, step, ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    restored = _restore(manager, step, args)
   finally:
     manager.close()
-  return restored["state"], step
+  return restored["state"]["params"], step

@@ -6,9 +6,6 @@ import numbers
 from ssl_ct.data import phantoms
 from ssl_ct.errors import InputError
 
-MODEL_NAMES = ("resnet_tiny", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-OPTIMIZERS = ("adamw", "adam", "sgd")
-
 
 def _is_int(v, low=None):
   return isinstance(v, numbers.Integral) and not isinstance(v, bool) and (low is None or v >= low)
@@ -22,7 +19,6 @@ def _is_num(v, low=None, high=None):
 # (dotted key, predicate, what a valid value is). Keys absent from a config are not checked:
 # the rotation and sorting configs have different data sections.
 _RULES = (
-  ("task", lambda v: v in ("rotation", "sorting"), "'rotation' or 'sorting'"),
   ("seed", _is_int, "an integer"),
   ("data.path", lambda v: isinstance(v, (str, list, tuple, dict)), "a path, glob, spec or list of them ('' = synthetic)"),
   ("data.synthetic.kind", lambda v: v in phantoms.GENERATORS, f"one of {sorted(phantoms.GENERATORS)}"),
@@ -51,12 +47,10 @@ _RULES = (
   ("data.gennorm_scale", lambda v: _is_num(v) and v > 0, "a positive fraction of the axis"),
   ("data.validation_fraction", lambda v: _is_num(v, 0, 0.9), "a fraction in [0, 0.9]"),
   ("data.num_workers", lambda v: _is_int(v, 0), "an integer >= 0"),
-  ("model.name", lambda v: v in MODEL_NAMES, f"one of {', '.join(MODEL_NAMES)}"),
   ("model.width", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("model.dropout", lambda v: _is_num(v, 0) and v < 1, "a rate in [0, 1)"),
   ("model.head_hidden", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("model.output_stride", lambda v: v in (4, 8, 16, 32), "4, 8, 16 or 32 (input pixels per feature-map cell)"),
-  ("opt.name", lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
   ("opt.lr", lambda v: _is_num(v) and v > 0, "a positive number"),
   ("opt.weight_decay", lambda v: _is_num(v, 0), "a number >= 0"),
   ("opt.warmup_steps", lambda v: _is_int(v, 0), "an integer >= 0"),
@@ -96,8 +90,24 @@ def _lookup(config, dotted):
   return True, node
 
 
+def validate_components(config):
+  """Raises InputError when a component name is not in its registry (imports the registries: jax, flax)."""
+  from ssl_ct import losses, tasks, train
+  from ssl_ct.models import resnet
+
+  for key, registry in (
+    ("task", tasks.TASKS),
+    ("model.name", resnet.ENCODERS),
+    ("opt.name", train.OPTIMIZERS),
+    ("loss.name", losses.LOSSES),
+  ):
+    present, value = _lookup(config, key)
+    if present and value not in registry:
+      raise InputError(f"config value {key}={value!r} is invalid (expected one of {', '.join(registry)}); set --config.{key}=...")
+
+
 def validate(config):
-  """Raises InputError on the first invalid value."""
+  """Raises InputError on the first invalid value (component names: validate_components)."""
   for key, predicate, expected in _RULES:
     present, value = _lookup(config, key)
     if not present:

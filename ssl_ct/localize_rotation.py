@@ -10,13 +10,17 @@ their most certain window. Slices are scored in fixed-size batches through one j
 memory holds one batch and the curves, whatever the volume size.
 
 The box: `curves.interval_from_curve` on each axis's curve (ssl_ct/curves.py).
+`RotationLocalizer` is the localizer of the rotation task (ssl_ct/tasks.py): the config's
+`localize` section goes to it whole.
 """
+
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_ct import curves
+from ssl_ct import curves, plots
 from ssl_ct.data import fov, slices
 
 
@@ -100,3 +104,42 @@ def box_from_curves(curve_by_axis, **rule):
   if any(i is None for i in intervals):
     return None
   return {"start": [i[0] for i in intervals], "stop": [i[1] for i in intervals]}
+
+
+class RotationLocalizer:
+  """localize(volume, fov, value_range) -> (box or None, {"curves": {axis: p0 per slice}}), on the volume's grid.
+
+  `rule`: the keyword arguments of `curves.interval_from_curve` (config.localize minus the
+  twin offsets and the batch size).
+  """
+
+  method_name = "rotation loss (certainty p0)"
+
+  def __init__(self, model, params, *, zero_class, size, seed, twin_offsets, batch_size, **rule):
+    self.p0_fn = make_p0_fn(model, zero_class)
+    self.params, self.size, self.seed = params, size, seed
+    self.offsets, self.batch_size, self.rule = tuple(twin_offsets), batch_size, rule
+
+  def localize(self, volume, volume_fov, value_range):
+    by_axis = certainty_curves(
+      volume,
+      volume_fov,
+      value_range,
+      p0_fn=self.p0_fn,
+      params=self.params,
+      size=self.size,
+      offsets=self.offsets,
+      batch_size=self.batch_size,
+      seed=self.seed,
+    )
+    return box_from_curves(by_axis, **self.rule), {"curves": by_axis}
+
+  def save(self, out_dir, name, diagnostics, *, volume, value_range, shown):
+    """curves/<name>.npz (the raw curves) and curves/<name>.png (paper Fig. 5, all axes)."""
+    del volume, value_range  # the curves are the figure
+    folder = os.path.join(out_dir, "curves")
+    os.makedirs(folder, exist_ok=True)
+    by_axis = diagnostics["curves"]
+    np.savez(os.path.join(folder, f"{name}.npz"), **{f"axis{a}": c for a, c in by_axis.items()})
+    smoothed = {axis: curves.smooth_curve(c, self.rule["smooth"]) for axis, c in by_axis.items()}
+    plots.plot_certainty_curves(name, by_axis, smoothed, shown[0][0], shown[1][0], os.path.join(folder, f"{name}.png"))

@@ -89,9 +89,10 @@ def run(config, workdir, mode, overwrite=False):
   # jax, flax, orbax and grain load only once the command line and the workdir are known to be good.
   import jax
 
-  from ssl_ct import compilation_cache, crop, distributed, train
+  from ssl_ct import compilation_cache, crop, distributed, results, run_localization, train
   from ssl_ct.data import prepare
 
+  config_checks.validate_components(config)
   compilation_cache.enable()
   is_first = os.environ.get("SSL_CT_PROCESS_ID", "0") == "0"  # one lock per job: every process shares the workdir
   lock = outputs.lock_folder(workdir, "workdir") if is_first else None
@@ -113,15 +114,15 @@ def run(config, workdir, mode, overwrite=False):
       return None
     if mode == "crop":  # one writer: every process of a multi-host job would write the same files
       return crop.crop_from_workdir(config, workdir, dataset, overwrite=overwrite) if jax.process_index() == 0 else None
-    summary = train.train_and_evaluate(config, workdir, mode=mode, dataset=dataset)
-    if summary:
-      for method, metrics in summary.items():
-        print(f"{method:32s} " + "  ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
-    if mode != "train" and jax.process_index() == 0:
-      from ssl_ct import results
-
-      print(f"boxes, figures and report.md in {results.latest(workdir)}")
-    if mode == "all" and "crop" in config and jax.process_index() == 0:
+    state = train.train_and_evaluate(config, workdir, dataset=dataset) if mode in ("train", "all") else None
+    if mode == "train" or jax.process_index() != 0:  # localization and cropping: process 0 alone
+      return None
+    params = train.host_params(state.params) if state is not None else None
+    summary = run_localization.localize_workdir(config, workdir, dataset=dataset, params=params)
+    for method, metrics in (summary or {}).items():
+      print(f"{method:32s} " + "  ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+    print(f"boxes, figures and report.md in {results.latest(workdir)}")
+    if mode == "all" and "crop" in config:
       crop.crop_from_workdir(config, workdir, dataset, overwrite=overwrite)
     return summary
   finally:

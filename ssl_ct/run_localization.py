@@ -1,13 +1,17 @@
-"""Localizes every volume with the trained model and with the threshold baseline; writes the report."""
+"""Localization of a dataset: the trained model's localizer and the threshold baseline on every volume, into a results folder."""
 
 import glob
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import tqdm
+from absl import logging
 
-from ssl_ct import baseline, evaluate, plots, report, results
+from ssl_ct import baseline, checkpoint, compilation_cache, evaluate, outputs, plots, report, results, tasks
 from ssl_ct.data import prepare, truth
+from ssl_ct.errors import InputError
 
 _STYLES = {
   "predicted": {"edgecolor": "tab:orange", "label": "predicted"},
@@ -16,17 +20,19 @@ _STYLES = {
 }
 
 
-def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True, crop_margin=None):
-  """Runs `localize` and the baseline on every volume; returns the summary (or None without truth).
+def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None):
+  """Runs `localizer` and the baseline on every volume; returns the summary (or None without truth).
 
+  `localizer`: localize(volume, fov, value_range) -> (box or None, diagnostics) on the analysed
+  grid, and save(out_dir, name, diagnostics, ...) for its own figures and arrays.
   `crop_margin`: the margin the boxes are to be cropped with, recorded in boxes.json.
   """
-  os.makedirs(out_dir, exist_ok=True)  # sub-folders appear with the figures the localizer has
+  os.makedirs(out_dir, exist_ok=True)  # sub-folders appear with the figures
   boxes, baseline_boxes, metrics, baseline_metrics = {}, {}, {}, {}
   for volume in tqdm.tqdm(dataset.volumes, desc="localize", unit="vol"):
     name, volume_fov, value_range = volume.name, dataset.fovs[volume.name], dataset.ranges[volume.name]
     factor, shape = dataset.factor(name), dataset.input_shape(name)
-    grid_box, extras = localize(volume, volume_fov, value_range)  # on the analysed (maybe downscaled) grid
+    grid_box, diagnostics = localizer.localize(volume, volume_fov, value_range)  # on the analysed (maybe downscaled) grid
     grid_baseline = baseline.threshold_box(volume, volume_fov)
     boxes[name] = baseline.scale_box(grid_box, factor, shape)
     baseline_boxes[name] = baseline.scale_box(grid_baseline, factor, shape)
@@ -37,27 +43,14 @@ def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True, crop
       baseline_metrics[name] = evaluate.box_metrics(baseline_boxes[name], truth_box, shape, mask)
     if plot:
       grid_truth = baseline.shrink_box(truth_box, factor)
-      if "curves" in extras:
-        os.makedirs(os.path.join(out_dir, "curves"), exist_ok=True)
-        np.savez(os.path.join(out_dir, "curves", f"{name}.npz"), **{f"axis{a}": c for a, c in extras["curves"].items()})
-        curves_png = os.path.join(out_dir, "curves", f"{name}.png")
-        plots.plot_certainty_curves(name, extras["curves"], extras["smoothed"], grid_box, grid_truth, curves_png)
       shown = [(grid_box, _STYLES["predicted"]), (grid_truth, _STYLES["truth"]), (grid_baseline, _STYLES["baseline"])]
-      if "variance" in extras:  # MC-dropout localization: the variance grid and paper Fig. 3
-        os.makedirs(os.path.join(out_dir, "variance"), exist_ok=True)
-        saved = {k: extras[k] for k in ("variance", "cell", "axis", "scores")}
-        np.savez_compressed(os.path.join(out_dir, "variance", f"{name}.npz"), **saved)
-        points = extras.get("region_points", np.zeros((0, 3), np.float32))
-        views_png = os.path.join(out_dir, "variance", f"{name}.png")
-        plots.plot_variance_views(
-          volume, shown, points, extras["variance"], extras["axis"], views_png, value_range, scores_S=extras["scores"]
-        )
+      localizer.save(out_dir, name, diagnostics, volume=volume, value_range=value_range, shown=shown)
       os.makedirs(os.path.join(out_dir, "overlays"), exist_ok=True)
       plots.plot_box_overlay(volume, shown, os.path.join(out_dir, "overlays", f"{name}.png"), value_range)
   complete = len(metrics) == len(boxes)
   return report.write_report(
     out_dir,
-    method_name=method_name,
+    method_name=localizer.method_name,
     boxes=boxes,
     baseline_boxes=baseline_boxes,
     metrics=metrics if complete else None,
@@ -65,6 +58,36 @@ def localize_dataset(dataset, localize, out_dir, *, method_name, plot=True, crop
     shapes={v.name: dataset.input_shape(v.name) for v in dataset.volumes},
     crop_margin=crop_margin,
   )
+
+
+def trained_params(config, workdir, model, example_batch):
+  """The model parameters of the workdir's latest checkpoint (host arrays); InputError when there is none."""
+  zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), example_batch)
+  abstract = jax.eval_shape(lambda key: model.init({"params": key}, zeros, deterministic=True)["params"], jax.random.key(0))
+  params, step = checkpoint.restore_params(workdir, abstract)
+  if params is None:
+    raise InputError(f"no checkpoint in {workdir}/checkpoints; train first (--mode=train or --mode=all)")
+  logging.info("localizing with the checkpoint of step %d", step)
+  return params
+
+
+def localize_workdir(config, workdir, *, dataset=None, params=None):
+  """Localizes every volume of `config.data` into a new results folder of the workdir (results.py).
+
+  `params`: the model's parameters (host arrays), by default those of the latest checkpoint.
+  Returns the summary against ground truth (None without it).
+  """
+  compilation_cache.enable()
+  dataset = dataset or prepare.load_dataset(config.data, workdir)
+  task = tasks.get_task(config)
+  model = task.make_model()
+  if params is None:
+    params = trained_params(config, workdir, model, task.example_batch(1))
+  localizer = task.make_localizer(model, params)
+  margin = config.crop.margin if "crop" in config else None
+  with results.new_run(workdir) as out_dir:
+    outputs.write_text(os.path.join(out_dir, "config.json"), config.to_json_best_effort(indent=1, sort_keys=True))
+    return localize_dataset(dataset, localizer, out_dir, crop_margin=margin)
 
 
 def load_saved(workdir, folder):

@@ -5,7 +5,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from ssl_ct import curves, localize, localize_rotation
+from ssl_ct import localize_rotation, localize_sorting
 from ssl_ct.data import pipeline
 from ssl_ct.models import heads
 
@@ -16,7 +16,6 @@ class RotationTask:
 
   config: object
   units = "pairs"
-  method_name = "rotation loss (certainty p0)"
 
   def make_model(self):
     return heads.make_model(self.config.model, num_classes=len(self.config.data.angles_deg))
@@ -35,33 +34,9 @@ class RotationTask:
     return {"ref": image, "twin": image, "angle": label, "volume": label}
 
   def make_localizer(self, model, params):
-    """(volume, fov, value_range) -> (box or None, {"curves", "smoothed"}) in analysis-grid voxels."""
-    loc = self.config.localize
-    p0_fn = localize_rotation.make_p0_fn(model, zero_class=list(self.config.data.angles_deg).index(0))
-    rule = {
-      "smooth": loc.smooth,
-      "level": loc.level,
-      "cut_noise_factor": loc.cut_noise_factor,
-      "min_contrast": loc.min_contrast,
-      "max_gap": loc.max_gap,
-    }
-
-    def localize(volume, volume_fov, value_range):
-      by_axis = localize_rotation.certainty_curves(
-        volume,
-        volume_fov,
-        value_range,
-        p0_fn=p0_fn,
-        params=params,
-        size=self.config.data.slice_size,
-        offsets=tuple(loc.twin_offsets),
-        batch_size=loc.batch_size,
-        seed=self.config.seed,
-      )
-      smoothed = {axis: curves.smooth_curve(c, loc.smooth) for axis, c in by_axis.items()}
-      return localize_rotation.box_from_curves(by_axis, **rule), {"curves": by_axis, "smoothed": smoothed}
-
-    return localize
+    zero_class = list(self.config.data.angles_deg).index(0)
+    size, seed = self.config.data.slice_size, self.config.seed
+    return localize_rotation.RotationLocalizer(model, params, zero_class=zero_class, size=size, seed=seed, **self.config.localize)
 
 
 @dataclasses.dataclass
@@ -70,7 +45,6 @@ class SortingTask:
 
   config: object
   units = "slices"
-  method_name = "sorting loss (MC dropout)"
 
   def make_model(self):
     return heads.make_model(self.config.model)
@@ -102,33 +76,10 @@ class SortingTask:
     }
 
   def make_localizer(self, model, params):
-    """(volume, fov, value_range) -> (box or None, extras) in analysis-grid voxels."""
-    loc = self.config.localize
-    variance_fn = localize.make_variance_fn(model, loc.num_samples, loc.variance_of)
-    example = {"image": jax.ShapeDtypeStruct((1, self.config.data.slice_size, self.config.data.slice_size, 1), np.float32)}
-    feature_map = jax.eval_shape(lambda p, b: model.apply({"params": p}, b)[1]["feature_map"], params, example)
-
-    def localize_one(volume, volume_fov, value_range):
-      return localize.localize_volume(
-        volume,
-        volume_fov,
-        value_range,
-        variance_fn=variance_fn,
-        params=params,
-        size=self.config.data.slice_size,
-        axis=pipeline.sort_axis(volume.shape, self.config.data.sort_axis),
-        grid_side=feature_map.shape[1],
-        top_percent=loc.top_percent,
-        smooth=loc.smooth,
-        max_gap=loc.max_gap,
-        extent=loc.extent,
-        flat_fraction=loc.flat_fraction,
-        cut_noise_factor=loc.cut_noise_factor,
-        batch_size=loc.batch_size,
-        seed=self.config.seed,
-      )
-
-    return localize_one
+    data = self.config.data
+    return localize_sorting.SortingLocalizer(
+      model, params, size=data.slice_size, sort_axis=data.sort_axis, seed=self.config.seed, **self.config.localize
+    )
 
 
 TASKS = {"rotation": RotationTask, "sorting": SortingTask}

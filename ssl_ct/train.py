@@ -6,7 +6,6 @@ is `AxisType.Auto`, so per-example dropout keys inside the model need no shardin
 """
 
 import functools
-import os
 import time
 
 import flax.linen as nn
@@ -21,7 +20,7 @@ from flax.training import train_state
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ssl_ct import checkpoint, compilation_cache, losses, metric_writer, outputs, results, run_localization, tasks
+from ssl_ct import checkpoint, compilation_cache, losses, metric_writer, tasks
 from ssl_ct.data import prepare
 from ssl_ct.errors import InputError
 
@@ -32,19 +31,25 @@ def make_mesh():
   return jax.make_mesh((jax.device_count(),), (BATCH_AXIS,), axis_types=(AxisType.Auto,))
 
 
+# name -> fn(schedule, opt_config) -> optax transformation.
+OPTIMIZERS = {
+  "adamw": lambda schedule, c: optax.adamw(schedule, weight_decay=c.weight_decay),
+  "adam": lambda schedule, c: optax.adam(schedule),
+  "sgd": lambda schedule, c: optax.chain(
+    optax.add_decayed_weights(c.weight_decay), optax.sgd(schedule, momentum=0.9, nesterov=True)
+  ),
+}
+
+
 def make_optimizer(opt_config, total_steps):
   """optax chain from the config: warmup + cosine decay, optional global-norm clipping."""
+  if opt_config.name not in OPTIMIZERS:
+    raise ValueError(f"unknown optimizer {opt_config.name!r}; valid names: {', '.join(OPTIMIZERS)}")
   schedule = optax.warmup_cosine_decay_schedule(
     0.0, opt_config.lr, warmup_steps=min(opt_config.warmup_steps, max(total_steps - 1, 0)), decay_steps=max(total_steps, 1)
   )
-  if opt_config.name == "sgd":
-    core = optax.chain(optax.add_decayed_weights(opt_config.weight_decay), optax.sgd(schedule, momentum=0.9, nesterov=True))
-  elif opt_config.name == "adam":
-    core = optax.adam(schedule)
-  else:
-    core = optax.adamw(schedule, weight_decay=opt_config.weight_decay)
   clip = [optax.clip_by_global_norm(opt_config.grad_clip)] if opt_config.grad_clip > 0 else []
-  return optax.chain(*clip, core), schedule
+  return optax.chain(*clip, OPTIMIZERS[opt_config.name](schedule, opt_config)), schedule
 
 
 def create_train_state(model: nn.Module, example_batch, rng, tx):
@@ -169,43 +174,20 @@ def host_params(params):
   return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), params)
 
 
-def load_trained_params(config, workdir, model, example_batch):
-  """Parameters of the latest checkpoint in `workdir`; InputError when there is none."""
-  tx, _ = make_optimizer(config.opt, config.train.steps)
-  abstract = jax.eval_shape(functools.partial(create_train_state, model, example_batch, tx=tx), jax.random.key(0))
-  state, step = checkpoint.restore_params(workdir, abstract)
-  if state is None:
-    raise InputError(f"no checkpoint in {workdir}/checkpoints; train first (--mode=train or --mode=all)")
-  logging.info("localizing with the checkpoint of step %d", step)
-  return state.params
-
-
-def train_and_evaluate(config, workdir, *, loss_fn=None, mode="all", dataset=None):
-  """Train, then localize and evaluate every volume; `mode` picks 'train', 'localize' or 'all'.
+def train_and_evaluate(config, workdir, *, loss_fn=None, dataset=None):
+  """Trains `config.train.steps` steps with validation, checkpoints and resume; returns the final TrainState.
 
   `loss_fn(logits, batch) -> (loss, metrics)` replaces the config's loss (experiments swap
-  losses this way). Returns the localization summary against ground truth (None without it).
+  losses this way). Localization is a separate step (ssl_ct.run_localization.localize_workdir).
   """
   compilation_cache.enable()
   dataset = dataset or prepare.load_dataset(config.data, workdir)
   task = tasks.get_task(config)
   model = task.make_model()
   loss_fn = loss_fn or functools.partial(losses.get_loss(config.loss.name), **config.loss.kw)
+  loader = make_train_loader(config, task, dataset)
+  validate = make_validator(model, loss_fn, task.validation_batches(dataset))
   example = task.example_batch(config.data.batch_size)
-  if mode in ("train", "all"):
-    loader = make_train_loader(config, task, dataset)
-    validate = make_validator(model, loss_fn, task.validation_batches(dataset))
-    state = train_loop(
-      config, workdir, model=model, loader=loader, example_batch=example, loss_fn=loss_fn, units=task.units, validate=validate
-    )
-    params = host_params(state.params)
-  else:
-    params = load_trained_params(config, workdir, model, example)
-  if mode == "train" or jax.process_index() != 0:
-    return None
-  with results.new_run(workdir) as out_dir:  # a new results folder per localization run
-    outputs.write_text(os.path.join(out_dir, "config.json"), config.to_json_best_effort(indent=1, sort_keys=True))
-    margin = config.crop.margin if "crop" in config else None
-    return run_localization.localize_dataset(
-      dataset, task.make_localizer(model, params), out_dir, method_name=task.method_name, crop_margin=margin
-    )
+  return train_loop(
+    config, workdir, model=model, loader=loader, example_batch=example, loss_fn=loss_fn, units=task.units, validate=validate
+  )

@@ -44,6 +44,7 @@ class ConfigTest(parameterized.TestCase):
   def test_configs_validate(self, module, arg):
     config = module.get_config(arg)
     config_checks.validate(config)
+    config_checks.validate_components(config)
     self.assertEqual(config.data.path, "")
 
   def test_paper_defaults(self):
@@ -55,6 +56,8 @@ class ConfigTest(parameterized.TestCase):
   @parameterized.parameters(
     ("opt.lr", -1.0),
     ("model.name", "resnet19"),
+    ("opt.name", "lamb"),
+    ("loss.name", "triplet"),
     ("data.angles_deg", (30, 60)),
     ("data.synthetic.shape", (64, 32, 48)),
     ("model.dropout", 1.0),
@@ -71,6 +74,7 @@ class ConfigTest(parameterized.TestCase):
     node[leaf] = value
     with self.assertRaisesRegex(InputError, f"config value {key}="):
       config_checks.validate(config)
+      config_checks.validate_components(config)
 
 
 class MainTest(absltest.TestCase):

@@ -568,6 +568,14 @@ def main_nan_learning_rate(tmp):
   return Case("main", [TINY, _workdir(tmp), "--config.opt.lr=nan"], ("opt.lr=nan", "positive number"))
 
 
+def main_unknown_optimizer(tmp):
+  return Case("main", [TINY, _workdir(tmp), "--config.opt.name=lamb"], ("opt.name='lamb'", "adamw"))
+
+
+def main_unknown_model(tmp):
+  return Case("main", [TINY, _workdir(tmp), "--config.model.name=resnet19"], ("model.name='resnet19'", "resnet18"))
+
+
 def main_bad_remote_timeout(tmp):
   return Case("main", [TINY, _workdir(tmp), "--config.data.remote_timeout_s=0"], ("data.remote_timeout_s", "positive"))
 

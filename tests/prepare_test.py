@@ -56,6 +56,13 @@ class LocalizeOnDownscaledGridTest(absltest.TestCase):
     )
     grid_box = {"start": [2, 3, 4], "stop": [10, 12, 18]}
     out = tempfile.mkdtemp()
-    run_localization.localize_dataset(dataset, lambda *_: (grid_box, {}), out, method_name="fixed", plot=False)
+
+    class FixedLocalizer:
+      method_name = "fixed"
+
+      def localize(self, *_):
+        return grid_box, {}
+
+    run_localization.localize_dataset(dataset, FixedLocalizer(), out, plot=False)
     with open(os.path.join(out, "boxes.json")) as f:
       self.assertEqual(json.load(f)["boxes"]["scan"], {"start": [4, 6, 8], "stop": [20, 24, 35]})  # x clipped to 35

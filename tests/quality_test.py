@@ -7,7 +7,12 @@ import tempfile
 from absl.testing import absltest
 
 from configs import rotation_xenopus, sorting_medaka
-from ssl_ct import metric_writer, train
+from ssl_ct import metric_writer, run_localization, train
+
+
+def _train_and_localize(config, workdir):
+  state = train.train_and_evaluate(config, workdir)
+  return run_localization.localize_workdir(config, workdir, params=train.host_params(state.params))
 
 
 def small_config():
@@ -23,7 +28,7 @@ def small_config():
 
 class QualityTest(absltest.TestCase):
   def test_rotation_model_beats_threshold_baseline(self):
-    summary = train.train_and_evaluate(small_config(), tempfile.mkdtemp())
+    summary = _train_and_localize(small_config(), tempfile.mkdtemp())
     method, threshold = summary["rotation loss (certainty p0)"], summary["threshold baseline"]
     self.assertLess(method["relative_error_pct"], 0.5 * threshold["relative_error_pct"], summary)
     self.assertGreater(method["iou"], threshold["iou"] + 0.2, summary)
@@ -45,7 +50,7 @@ class SortingQualityTest(absltest.TestCase):
   def test_sorting_model_orders_held_out_slices_and_finds_the_fish(self):
     workdir = tempfile.mkdtemp()
     config = small_sorting_config()
-    summary = train.train_and_evaluate(config, workdir)
+    summary = _train_and_localize(config, workdir)
     validation = [r["val_mean_displacement"] for r in metric_writer.read_metrics(workdir) if "val_mean_displacement" in r]
     k = config.data.slices_per_batch
     chance = (k * k - 1) / (3 * k)  # expected mean displacement of a random order of k slices

@@ -14,7 +14,7 @@ import tensorstore as ts
 from absl.testing import absltest
 
 from configs import sorting_medaka
-from ssl_ct import crop, localize, losses, report, results
+from ssl_ct import crop, localize_sorting, losses, report, results
 from ssl_ct.data import pipeline, prepare, zarr_writer
 from ssl_ct.data.volume import ArrayVolume
 from ssl_ct.errors import InputError
@@ -116,13 +116,13 @@ class McDropoutTest(absltest.TestCase):
   def test_samples_differ_with_dropout_and_coincide_without(self):
     for dropout, differ in ((0.3, True), (0.0, False)):
       model, params, images = self._model_and_params(dropout)
-      _, maps = localize.mc_samples(model, params, images, jax.random.key(2), 5)
+      _, maps = localize_sorting.mc_samples(model, params, images, jax.random.key(2), 5)
       self.assertEqual(maps.shape[:2], (5, 3))
       spread = float(jnp.max(jnp.abs(maps - maps[:1])))
       self.assertEqual(spread > 1e-6, differ, (dropout, spread))
       z_det, _ = model.apply({"params": params}, {"image": images})
       for variance_of in ("position", "embedding"):
-        variance, score = localize.make_variance_fn(model, 5, variance_of)(params, images, jax.random.key(2))
+        variance, score = localize_sorting.make_variance_fn(model, 5, variance_of)(params, images, jax.random.key(2))
         self.assertEqual(variance.shape, maps.shape[1:4])
         self.assertEqual(float(jnp.max(variance)) > 1e-9, differ)
         # The mean of the T scores is the position score z: exactly without dropout, nearly with it.
@@ -131,7 +131,7 @@ class McDropoutTest(absltest.TestCase):
   def test_vmapped_samples_equal_one_pass_per_key(self):
     model, params, images = self._model_and_params(0.3)
     keys = jax.random.split(jax.random.key(4), 3)
-    scores, maps = localize.mc_samples(model, params, images, jax.random.key(4), 3)
+    scores, maps = localize_sorting.mc_samples(model, params, images, jax.random.key(4), 3)
     for t, key in enumerate(keys):
       z, out = model.apply({"params": params}, {"image": images}, deterministic=False, rngs={"dropout": key})
       np.testing.assert_allclose(maps[t], out["feature_map"], rtol=1e-5, atol=1e-6)
@@ -144,28 +144,28 @@ class RegionRuleTest(absltest.TestCase):
     grid = rng.uniform(0, 1, (40, 10, 10)).astype(np.float32)
     grid[10:30, 2:6, 3:7] += 5.0  # 320 cells = 8% of the grid
     grid[35, 8, 8] += 6.0  # a lone hot cell elsewhere
-    region = localize.region_from_grid(grid, top_percent=100 * 321.2 / grid.size)  # the planted cells and the lone one
-    self.assertEqual(localize.box_of_region(region, 0, 1.0, (40, 10, 10)), {"start": [10, 2, 3], "stop": [30, 6, 7]})
+    region = localize_sorting.region_from_grid(grid, top_percent=100 * 321.2 / grid.size)  # the planted cells and the lone one
+    self.assertEqual(localize_sorting.box_of_region(region, 0, 1.0, (40, 10, 10)), {"start": [10, 2, 3], "stop": [30, 6, 7]})
 
   def test_gap_closing_keeps_a_split_sample_whole(self):
     grid = np.random.default_rng(0).uniform(0, 0.1, (60, 4, 4)).astype(np.float32)
     grid[10:25, 1:3, 1:3] = 1.0
     grid[28:40, 1:3, 1:3] = 1.0  # a 3-slice quiet gap
     top = 100 * 108.2 / grid.size  # the 108 planted cells
-    whole = localize.region_from_grid(grid, top_percent=top, gap_slices=4)
-    split = localize.region_from_grid(grid, top_percent=top)
-    self.assertEqual(localize.box_of_region(whole, 0, 1.0, (60, 4, 4))["start"][0], 10)
-    self.assertEqual(localize.box_of_region(whole, 0, 1.0, (60, 4, 4))["stop"][0], 40)
-    self.assertEqual(localize.box_of_region(split, 0, 1.0, (60, 4, 4))["stop"][0], 25)
+    whole = localize_sorting.region_from_grid(grid, top_percent=top, gap_slices=4)
+    split = localize_sorting.region_from_grid(grid, top_percent=top)
+    self.assertEqual(localize_sorting.box_of_region(whole, 0, 1.0, (60, 4, 4))["start"][0], 10)
+    self.assertEqual(localize_sorting.box_of_region(whole, 0, 1.0, (60, 4, 4))["stop"][0], 40)
+    self.assertEqual(localize_sorting.box_of_region(split, 0, 1.0, (60, 4, 4))["stop"][0], 25)
 
   def test_flat_grid_is_no_sample(self):
-    self.assertIsNone(localize.region_from_grid(np.full((5, 4, 4), 0.3, np.float32), 3.0))
-    self.assertIsNone(localize.region_from_grid(np.full((5, 4, 4), np.nan, np.float32), 3.0))
+    self.assertIsNone(localize_sorting.region_from_grid(np.full((5, 4, 4), 0.3, np.float32), 3.0))
+    self.assertIsNone(localize_sorting.region_from_grid(np.full((5, 4, 4), np.nan, np.float32), 3.0))
 
   def test_cells_and_sort_axis_map_back_to_volume_voxels(self):
     region = np.zeros((30, 5, 4), bool)
     region[7:9, 1:3, 2] = True  # sort axis 1 (y): grid is (y, z-cells, x-cells), 4 voxels per cell
-    box = localize.box_of_region(region, axis=1, cell=4.0, shape=(20, 30, 16))
+    box = localize_sorting.box_of_region(region, axis=1, cell=4.0, shape=(20, 30, 16))
     self.assertEqual(box, {"start": [4, 7, 8], "stop": [12, 9, 12]})
 
 
@@ -180,12 +180,12 @@ def _scores(n=150, start=40, stop=110, level=0.3, noise=0.002, seed=0):
 
 class ScoreExtentTest(absltest.TestCase):
   def test_sample_is_where_the_score_leaves_the_empty_level(self):
-    start, stop = localize.extent_from_scores(_scores())
+    start, stop = localize_sorting.extent_from_scores(_scores())
     self.assertLessEqual(abs(start - 40), 2)
     self.assertLessEqual(abs(stop - 110), 2)
 
   def test_sample_at_an_end_of_the_axis(self):
-    start, stop = localize.extent_from_scores(_scores(start=0, stop=90))
+    start, stop = localize_sorting.extent_from_scores(_scores(start=0, stop=90))
     self.assertLessEqual(start, 1)  # the synthetic dip starts at the level, so slice 0 barely departs
     self.assertLessEqual(abs(stop - 90), 2)
 
@@ -194,20 +194,20 @@ class ScoreExtentTest(absltest.TestCase):
     grid = rng.uniform(0, 1, (150, 8, 8)).astype(np.float32)
     grid[40:80, 2:5, 3:6] += 5.0  # the bright part of the sample (its head)
     grid[130, 7, 7] += 50.0  # a hot cell on an empty slice: outside the extent, so never the region
-    box, region = localize.box_from_grid(grid, _scores(), 4.0, 0, (150, 32, 32), top_percent=3.0)
+    box, region = localize_sorting.box_from_grid(grid, _scores(), 4.0, 0, (150, 32, 32), top_percent=3.0)
     self.assertLessEqual(abs(box["start"][0] - 40), 2)
     self.assertLessEqual(abs(box["stop"][0] - 110), 2)  # the faint end the variance does not show
     self.assertEqual((box["start"][1:], box["stop"][1:]), ([8, 12], [20, 24]))
     self.assertFalse(region[130].any())
-    flat_box, _ = localize.box_from_grid(np.ones_like(grid), _scores(), 4.0, 0, (150, 32, 32), top_percent=3.0)
+    flat_box, _ = localize_sorting.box_from_grid(np.ones_like(grid), _scores(), 4.0, 0, (150, 32, 32), top_percent=3.0)
     self.assertEqual((flat_box["start"][1:], flat_box["stop"][1:]), ([0, 0], [32, 32]))  # no structure: the whole plane
-    paper_box, _ = localize.box_from_grid(grid, None, 4.0, 0, (150, 32, 32), top_percent=3.0, extent="variance")
+    paper_box, _ = localize_sorting.box_from_grid(grid, None, 4.0, 0, (150, 32, 32), top_percent=3.0, extent="variance")
     self.assertEqual(paper_box["stop"][0], 80)
 
   def test_flat_scores_are_no_sample(self):
     flat = _scores(start=0, stop=0)
-    self.assertIsNone(localize.extent_from_scores(flat))
-    self.assertIsNone(localize.extent_from_scores(np.full(50, np.nan, np.float32)))
+    self.assertIsNone(localize_sorting.extent_from_scores(flat))
+    self.assertIsNone(localize_sorting.extent_from_scores(np.full(50, np.nan, np.float32)))
 
 
 class CropTest(absltest.TestCase):

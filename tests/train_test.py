@@ -18,7 +18,7 @@ import numpy as np
 from absl.testing import absltest
 
 from configs import rotation_xenopus
-from ssl_ct import losses, report, results, tasks, train
+from ssl_ct import losses, report, results, run_localization, tasks, train
 from ssl_ct.data import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,7 +76,10 @@ class TrainTest(absltest.TestCase):
 
   def test_train_and_evaluate_writes_outputs_and_resumes_exactly(self):
     straight, resumed = tempfile.mkdtemp(), tempfile.mkdtemp()
-    summary = train.train_and_evaluate(_tiny_config(self.cache, steps=3), straight)
+    config = _tiny_config(self.cache, steps=3)
+    state = train.train_and_evaluate(config, straight)
+    self.assertEqual(int(state.step), 3)
+    summary = run_localization.localize_workdir(config, straight)  # from the checkpoint: parameters only
     self.assertIn("threshold baseline", summary)
     run = results.latest(straight)
     for name in ("boxes.json", "baseline_boxes.json", "metrics.json", "report.md", "config.json"):
@@ -112,7 +115,7 @@ class TrainTest(absltest.TestCase):
 
   def test_localize_mode_needs_a_checkpoint(self):
     with self.assertRaisesRegex(ValueError, "no checkpoint in"):
-      train.train_and_evaluate(_tiny_config(self.cache), tempfile.mkdtemp(), mode="localize")
+      run_localization.localize_workdir(_tiny_config(self.cache), tempfile.mkdtemp())
 
   def test_killed_mid_run_resumes_to_bit_identical_parameters(self):
     workdir = tempfile.mkdtemp()

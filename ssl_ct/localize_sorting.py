@@ -20,16 +20,19 @@ box is the variance region's, sought among those slices only: the variance fades
 sample's cross-section, and loses a thin faint end that the score still orders.
 
 Slices are processed in fixed-size batches, so memory holds one batch, the small grid and
-the score per slice, whatever the volume size.
+the score per slice, whatever the volume size. `SortingLocalizer` is the localizer of the
+sorting task (ssl_ct/tasks.py): the config's `localize` section goes to it whole.
 """
+
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.ndimage
 
-from ssl_ct import curves
-from ssl_ct.data import fov, slices
+from ssl_ct import curves, plots
+from ssl_ct.data import fov, pipeline, slices
 
 _FULL_CONNECTIVITY = np.ones((3, 3, 3), bool)
 
@@ -294,3 +297,59 @@ def localize_volume(
   if region is not None:
     extras["region_points"] = region_points(region, axis, cell)
   return box, extras
+
+
+class SortingLocalizer:
+  """localize(volume, fov, value_range) -> (box or None, {"variance", "cell", "axis", "scores", ...}), on the volume's grid.
+
+  `rule`: the keyword arguments of `box_from_grid` (config.localize minus the sampling settings).
+  """
+
+  method_name = "sorting loss (MC dropout)"
+
+  def __init__(self, model, params, *, size, sort_axis, seed, num_samples, variance_of, batch_size, **rule):
+    self.variance_fn = make_variance_fn(model, num_samples, variance_of)
+    example = {"image": jax.ShapeDtypeStruct((1, size, size, 1), np.float32)}
+    feature_map = jax.eval_shape(lambda p, b: model.apply({"params": p}, b)[1]["feature_map"], params, example)
+    self.grid_side = feature_map.shape[1]
+    self.params, self.size, self.sort_axis, self.seed, self.batch_size, self.rule = (
+      params,
+      size,
+      sort_axis,
+      seed,
+      batch_size,
+      rule,
+    )
+
+  def localize(self, volume, volume_fov, value_range):
+    return localize_volume(
+      volume,
+      volume_fov,
+      value_range,
+      variance_fn=self.variance_fn,
+      params=self.params,
+      size=self.size,
+      axis=pipeline.sort_axis(volume.shape, self.sort_axis),
+      grid_side=self.grid_side,
+      batch_size=self.batch_size,
+      seed=self.seed,
+      **self.rule,
+    )
+
+  def save(self, out_dir, name, diagnostics, *, volume, value_range, shown):
+    """variance/<name>.npz (grid, cell, axis, scores) and variance/<name>.png (paper Fig. 3 views)."""
+    folder = os.path.join(out_dir, "variance")
+    os.makedirs(folder, exist_ok=True)
+    saved = {k: diagnostics[k] for k in ("variance", "cell", "axis", "scores")}
+    np.savez_compressed(os.path.join(folder, f"{name}.npz"), **saved)
+    points = diagnostics.get("region_points", np.zeros((0, 3), np.float32))
+    plots.plot_variance_views(
+      volume,
+      shown,
+      points,
+      diagnostics["variance"],
+      diagnostics["axis"],
+      os.path.join(folder, f"{name}.png"),
+      value_range,
+      scores_S=diagnostics["scores"],
+    )
