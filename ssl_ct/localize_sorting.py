@@ -75,6 +75,37 @@ def make_variance_fn(model, num_samples, variance_of="position"):
   return variance
 
 
+def make_exact_variance_fn(model, dropout_rate, variance_of="position"):
+  """jit-compiled (params, images_BxNxNx1, key) -> (variance_Bxhxw, score_B), exact: one deterministic pass.
+
+  Everything after the dropout is linear (1x1 embed convolution, spatial mean, sorting head),
+  so the variance over dropout masks has a closed form. With keep-probability 1-p and inverted
+  scaling, each dropped activation x_c has variance x_c^2 p/(1-p), independently per channel:
+  - "position": the superpixel's contribution to the score is sum_c x_c u_c with u = W_embed a_head,
+    variance p/(1-p) sum_c u_c^2 x_c^2;
+  - "embedding": channel k of the embedding is sum_c x_c W_ck, variance p/(1-p) sum_c W_ck^2 x_c^2,
+    averaged over k.
+  The score is the deterministic one, the dropout's expectation. `key` is unused (the same
+  signature as make_variance_fn).
+  """
+  scale = dropout_rate / (1.0 - dropout_rate)
+
+  @jax.jit
+  def variance(params, images_BxNxNx1, key):
+    del key
+    score_B, out = model.apply({"params": params}, {"image": images_BxNxNx1}, deterministic=True)
+    x_BxhxwxC = out["trunk_map"]
+    w_CxK = params["encoder"]["embed"]["kernel"][0, 0]
+    if variance_of == "position":
+      u_C = w_CxK @ params["encoder"]["head"]["kernel"][:, 0]
+      variance_Bxhxw = scale * (jnp.square(x_BxhxwxC) @ jnp.square(u_C))
+    else:
+      variance_Bxhxw = scale * jnp.mean(jnp.square(x_BxhxwxC) @ jnp.square(w_CxK), axis=-1)
+    return variance_Bxhxw, score_B
+
+  return variance
+
+
 def make_feature_fn(model):
   """jit-compiled deterministic (params, images) -> feature map: the one-pass reference cost."""
 
@@ -307,8 +338,11 @@ class SortingLocalizer:
 
   method_name = "sorting loss (MC dropout)"
 
-  def __init__(self, model, params, *, size, sort_axis, seed, num_samples, variance_of, batch_size, **rule):
-    self.variance_fn = make_variance_fn(model, num_samples, variance_of)
+  def __init__(self, model, params, *, size, sort_axis, seed, variance, num_samples, variance_of, batch_size, **rule):
+    if variance == "exact":
+      self.variance_fn = make_exact_variance_fn(model, model.encoder.dropout_rate, variance_of)
+    else:
+      self.variance_fn = make_variance_fn(model, num_samples, variance_of)
     example = {"image": jax.ShapeDtypeStruct((1, size, size, 1), np.float32)}
     feature_map = jax.eval_shape(lambda p, b: model.apply({"params": p}, b)[1]["feature_map"], params, example)
     self.grid_side = feature_map.shape[1]

@@ -9,9 +9,35 @@ from absl.testing import absltest
 
 from ssl_ct import baseline
 from ssl_ct.data import prepare, zarr_writer
+from tests import helpers
 
 
 class PrepareTest(absltest.TestCase):
+  def test_slow_formats_are_analysed_from_a_chunked_copy(self):
+    folder = tempfile.mkdtemp()
+    array = np.random.default_rng(0).integers(0, 255, (20, 24, 28), dtype=np.uint8)
+    helpers.write_in_format(array, folder, "tiff")
+    before = helpers.tree_digest(folder)
+    for mode, expected in (("auto", "tensorstore"), ("never", "tiff")):
+      config = ml_collections.ConfigDict(
+        {
+          "path": folder,
+          "downscale_to": 0,
+          "low_percentile": 0.5,
+          "high_percentile": 99.5,
+          "fill_missing": False,
+          "analysis_copy": mode,
+        }
+      )
+      workdir = tempfile.mkdtemp()
+      (volume,) = prepare.load_dataset(config, workdir, progress=False).volumes
+      self.assertEqual((volume.format_name, volume.name), (expected, "vol_tiff"))
+      np.testing.assert_array_equal(volume.read(), array)
+      self.assertEqual(
+        len(os.listdir(os.path.join(workdir, "cache"))) if os.path.isdir(os.path.join(workdir, "cache")) else 0, mode == "auto"
+      )
+    self.assertEqual(helpers.tree_digest(folder), before)
+
   def test_downscaled_copy_is_cached_and_boxes_map_back(self):
     folder, workdir = tempfile.mkdtemp(), tempfile.mkdtemp()
     array = np.zeros((40, 36, 36), np.float32)
@@ -19,7 +45,14 @@ class PrepareTest(absltest.TestCase):
     array += np.random.default_rng(0).normal(0, 0.01, array.shape).astype(np.float32)
     zarr_writer.write_zarr3(array, os.path.join(folder, "scan.zarr"))
     config = ml_collections.ConfigDict(
-      {"path": folder, "downscale_to": 20, "low_percentile": 0.5, "high_percentile": 99.5, "fill_missing": False}
+      {
+        "path": folder,
+        "downscale_to": 20,
+        "low_percentile": 0.5,
+        "high_percentile": 99.5,
+        "fill_missing": False,
+        "analysis_copy": "auto",
+      }
     )
     dataset = prepare.load_dataset(config, workdir, progress=False)
     (volume,) = dataset.volumes

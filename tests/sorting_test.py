@@ -128,6 +128,24 @@ class McDropoutTest(absltest.TestCase):
         # The mean of the T scores is the position score z: exactly without dropout, nearly with it.
         np.testing.assert_allclose(score, z_det, rtol=1e-5, atol=1e-5 if not differ else 0.5 * float(jnp.std(z_det)) + 1e-3)
 
+  def test_sampled_variance_converges_to_the_exact_one(self):
+    model, params, images = self._model_and_params(0.3)
+    z_det, _ = model.apply({"params": params}, {"image": images})
+    head_K = params["encoder"]["head"]["kernel"][:, 0]
+    sampled = {"position": [], "embedding": []}
+    for samples in (16, 128, 1024):
+      _, maps_TxBxhxwxK = localize_sorting.mc_samples(model, params, images, jax.random.key(5), samples)
+      sampled["position"].append(jnp.var(maps_TxBxhxwxK @ head_K, axis=0))
+      sampled["embedding"].append(jnp.mean(jnp.var(maps_TxBxhxwxK, axis=0), axis=-1))
+    for variance_of, estimates in sampled.items():
+      exact, score = localize_sorting.make_exact_variance_fn(model, 0.3, variance_of)(params, images, None)
+      np.testing.assert_allclose(score, z_det, rtol=1e-6, atol=1e-7)  # the dropout's expectation
+      errors = [float(jnp.mean(jnp.abs(e - exact)) / jnp.mean(exact)) for e in estimates]
+      # The relative error of a variance estimate from T samples shrinks like sqrt(2 / T).
+      self.assertLess(errors[2], errors[1], (variance_of, errors))
+      self.assertLess(errors[1], errors[0], (variance_of, errors))
+      self.assertLess(errors[2], 0.08, (variance_of, errors))
+
   def test_vmapped_samples_equal_one_pass_per_key(self):
     model, params, images = self._model_and_params(0.3)
     keys = jax.random.split(jax.random.key(4), 3)

@@ -28,15 +28,38 @@ class Dataset:
 
 def _source_stamp(volume):
   """Changes when the input volume changes (path, shape, dtype, modification time)."""
-  path = formats.split_hdf5(volume.source)[0]
-  mtime = os.path.getmtime(path) if os.path.exists(path) else 0
+  path = formats.local_path(volume)
+  mtime = os.path.getmtime(path) if path else 0
   return hashlib.sha1(f"{volume.source}|{volume.shape}|{volume.dtype}|{mtime}".encode()).hexdigest()[:8]
 
 
-def downscaled(volume, downscale_to, cache_dir, progress=True):
-  """(volume to analyse, factor): a block-mean copy cached as zarr when the volume is larger than `downscale_to`."""
+# Formats whose y and x slices read far more than the slice: every TIFF page, every file of a
+# TIFF folder, every compressed HDF5 chunk the slice crosses (h5py caches 1 MiB of them).
+_SLOW_SLICING = ("tiff", "tiff-stack", "hdf5")
+_LARGE_NPY_BYTES = 2**30  # a memory-mapped .npy slices fast along y and x while the page cache holds it
+
+
+def needs_analysis_copy(volume, mode):
+  """Whether to analyse a chunked zarr copy rather than the input itself (data.analysis_copy)."""
+  if mode == "never":
+    return False
+  if mode == "always":
+    return True
+  return volume.format_name in _SLOW_SLICING or (volume.format_name == "npy" and volume.nbytes > _LARGE_NPY_BYTES)
+
+
+def downscaled(volume, downscale_to, cache_dir, progress=True, analysis_copy="never"):
+  """(volume to analyse, factor): a block-mean copy cached as zarr when the volume is larger than
+  `downscale_to`; else, when the input's layout makes slices along y and x slow, a chunked zarr
+  copy at full resolution (`analysis_copy`: auto | always | never), written in one pass."""
   if not downscale_to or max(volume.shape) <= downscale_to:
-    return volume, 1
+    if not needs_analysis_copy(volume, analysis_copy):
+      return volume, 1
+    path = os.path.join(cache_dir, f"{volume.name}_copy_{_source_stamp(volume)}.zarr")
+    if not os.path.exists(path):
+      logging.info("copying %s (%s) into %s: slices along y and x read from chunked zarr", volume.name, volume.format_name, path)
+      zarr_writer.write_zarr3(volume, path, attributes={"ssl_ct": {"source": volume.source, "factor": 1}}, progress=progress)
+    return formats.open_volume(path, name=volume.name), 1
   factor = math.ceil(max(volume.shape) / downscale_to)
   path = os.path.join(cache_dir, f"{volume.name}_x{factor}_{_source_stamp(volume)}.zarr")
   if not os.path.exists(path):
@@ -84,7 +107,8 @@ def load_dataset(data_config, workdir, progress=True):
   inputs = sources.open_volumes(root, fill_missing=data_config.fill_missing)
   volumes, factors = [], {}
   for v in inputs:
-    analysed, factors[v.name] = downscaled(v, data_config.downscale_to, os.path.join(workdir, "cache"), progress)
+    cache = os.path.join(workdir, "cache")
+    analysed, factors[v.name] = downscaled(v, data_config.downscale_to, cache, progress, data_config.analysis_copy)
     volumes.append(analysed)
   ranges, fovs = {}, {}
   for v in volumes:

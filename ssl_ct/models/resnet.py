@@ -63,7 +63,8 @@ class BottleneckBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-  """Returns (logits_BxO, out): out["feature_map"] is B x h x w x C, out["embedding"] is B x C.
+  """Returns (logits_BxO, out): out["feature_map"] is B x h x w x C, out["embedding"] is B x C,
+  out["trunk_map"] the B x h x w x C activations the MC dropout acts on.
 
   With num_outputs=0 the logits are the embedding itself.
   """
@@ -96,11 +97,12 @@ class ResNet(nn.Module):
         stride *= strides
         name = f"stage{stage + 1}_block{block + 1}"
         x = self.block_cls(self.width * 2**stage, strides, dilation, name=name)(x)
+    trunk_map_BxhxwxC = x  # what the MC dropout drops: the exact dropout variance needs it
     x = nn.Dropout(self.dropout_rate, name="mc_dropout")(x, deterministic=deterministic)
     feature_map_BxhxwxC = nn.Conv(x.shape[-1], (1, 1), name="embed")(x)
     embedding_BxC = jnp.mean(feature_map_BxhxwxC, axis=(1, 2))
     logits = nn.Dense(self.num_outputs, name="head")(embedding_BxC) if self.num_outputs else embedding_BxC
-    return logits, {"feature_map": feature_map_BxhxwxC, "embedding": embedding_BxC}
+    return logits, {"feature_map": feature_map_BxhxwxC, "embedding": embedding_BxC, "trunk_map": trunk_map_BxhxwxC}
 
 
 ResNetTiny = functools.partial(ResNet, stage_sizes=[1, 1])
