@@ -71,6 +71,8 @@ def get_config(arg=None):
   config.train.steps = 20_000
   config.train.log_every = 50  # steps
   config.train.checkpoint_every = 1000  # steps
+  config.train.eval_every = 1000  # steps between evaluations of the pretext task on fixed pairs
+  config.train.validation_pairs = 672  # fixed pairs (from every volume and axis) for val_rot_acc[_z|_y|_x]
 
   config.localize = ml_collections.ConfigDict()
   config.localize.twin_offsets = (1, 2)  # unrotated twins at +- these many slices (paper: the adjacent slice)
@@ -80,6 +82,12 @@ def get_config(arg=None):
   config.localize.level = 0.0  # and at least this far from background (0) to sample (1) certainty
   config.localize.min_contrast = 0.1  # sample minus background certainty below this: no sample
   config.localize.max_gap = 0.02  # dips shorter than this fraction of the axis do not split the sample
+  # The sample fills an axis when even its least certain tenth of slices is this far above chance
+  # (1 / angle classes, what a pair without sample scores); all three axes: it fills the field.
+  config.localize.fill_margin = 0.2
+  # Boxes are used only from a model whose validation rotation accuracy is at least this many
+  # times chance; below it every box is null (a crop keeps the whole volume) and the report says so.
+  config.localize.min_accuracy_over_chance = 2.0
 
   config.crop = ml_collections.ConfigDict()
   config.crop.margin = 0.05  # safety margin around the box, fraction of each side of the volume
@@ -100,6 +108,8 @@ def get_config(arg=None):
     config.train.steps = 2000
     config.train.log_every = 25
     config.train.checkpoint_every = 500
+    config.train.eval_every = 500
+    config.train.validation_pairs = 288
     config.localize.batch_size = 32
   if arg.tiny:
     config.data.synthetic.num_volumes = 3
@@ -113,5 +123,7 @@ def get_config(arg=None):
     config.train.steps = 2
     config.train.log_every = 1
     config.train.checkpoint_every = 1
+    config.train.eval_every = 1
+    config.train.validation_pairs = 8
     config.localize.batch_size = 8
   return config

@@ -100,6 +100,9 @@ def get_config(arg=None):
   config.localize.extent = "score"
   config.localize.flat_fraction = 0.1  # fraction of slices that set the empty-slice score level
   config.localize.cut_noise_factor = 2.0  # cut at this many times the empty slices' score noise
+  # Boxes are used only from a model whose validation mean displacement is at most this fraction
+  # of a random order's; above it every box is null (a crop keeps the whole volume) and the report says so.
+  config.localize.max_displacement_over_chance = 0.5
 
   config.crop = ml_collections.ConfigDict()
   # Safety margin around the box, fraction of each side of the volume. 7.5%, not 5%: the boxes

@@ -61,6 +61,7 @@ _RULES = (
   ("train.checkpoint_every", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("train.eval_every", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("train.validation_groups", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("train.validation_pairs", lambda v: _is_int(v, 1), "an integer >= 1 (rounded down to whole batches)"),
   ("localize.variance", lambda v: v in ("exact", "sampled"), "'exact' (closed form) or 'sampled' (T dropout passes)"),
   ("localize.num_samples", lambda v: _is_int(v, 2), "an integer >= 2 (MC-dropout passes)"),
   ("localize.top_percent", lambda v: _is_num(v, 0, 100) and v > 0, "a percentage in (0, 100]"),
@@ -79,6 +80,13 @@ _RULES = (
   ("localize.level", lambda v: _is_num(v, 0, 1), "a fraction in [0, 1]"),
   ("localize.cut_noise_factor", lambda v: _is_num(v, 0), "a number >= 0 (times the background noise)"),
   ("localize.min_contrast", lambda v: _is_num(v, 0, 1), "a certainty difference in [0, 1]"),
+  ("localize.fill_margin", lambda v: _is_num(v, 0, 1) and v > 0, "a certainty above chance in (0, 1]"),
+  ("localize.min_accuracy_over_chance", lambda v: _is_num(v, 0), "a number >= 0 (times chance; 0 trusts every model)"),
+  (
+    "localize.max_displacement_over_chance",
+    lambda v: _is_num(v, 0),
+    "a number >= 0 (fraction of chance; >= 1 trusts every model)",
+  ),
   ("localize.max_gap", lambda v: _is_num(v, 0, 0.5), "a fraction of the axis in [0, 0.5]"),
 )
 

@@ -9,6 +9,11 @@ the 10th percentile); call the axis empty when they differ by less than `min_con
 times the background slices' noise above the background (and at least `level` of the way from
 background to sample), close dips shorter than `max_gap` (fraction of the axis) and keep the run
 above the cut with the largest area: the sample's interval.
+
+When the curve has an absolute scale (`floor`: what a slice without sample scores, e.g. the
+rotation certainty at chance, 1/angle classes) a third outcome is read from the levels, not
+the contrast: if even the least certain tenth of the scored slices sits `fill_margin` above the
+floor, there is no sample-free slice on the axis, and the sample fills it (the whole axis).
 """
 
 import numpy as np
@@ -29,8 +34,32 @@ def curve_noise(curve, keep=None):
   return float(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / np.sqrt(2)) if len(diffs) else 0.0
 
 
-def interval_from_curve(curve, *, smooth=0.03, level=0.0, min_contrast=0.1, max_gap=0.02, noise_factor=4.0, cut_noise_factor=2.0):
-  """Half-open (start, stop) of the sample along one axis, or None when the curve shows no sample."""
+def fills_axis(curve, *, smooth, floor, fill_margin):
+  """True when even the least certain tenth of the scored slices sits `fill_margin` above `floor`."""
+  scored = ~np.isnan(curve)
+  if floor is None or scored.sum() < 2:
+    return False
+  return float(np.percentile(smooth_curve(curve, smooth)[scored], 10)) - floor >= fill_margin
+
+
+def interval_from_curve(
+  curve,
+  *,
+  smooth=0.03,
+  level=0.0,
+  min_contrast=0.1,
+  max_gap=0.02,
+  noise_factor=4.0,
+  cut_noise_factor=2.0,
+  floor=None,
+  fill_margin=0.2,
+):
+  """Half-open (start, stop) of the sample along one axis, or None when the curve shows no sample.
+
+  With `floor` (the score of a slice without sample), (0, len) when the sample fills the axis.
+  """
+  if fills_axis(curve, smooth=smooth, floor=floor, fill_margin=fill_margin):
+    return 0, len(curve)
   values = smooth_curve(curve, smooth)
   background, sample = np.percentile(values, [10, 90])
   if sample - background < max(min_contrast, noise_factor * curve_noise(curve)):

@@ -132,7 +132,9 @@ class RotationLocalizer:
       batch_size=self.batch_size,
       seed=self.seed,
     )
-    return box_from_curves(by_axis, **self.rule), {"curves": by_axis}
+    box = box_from_curves(by_axis, **self.rule)
+    fills = box is not None and box == {"start": [0, 0, 0], "stop": list(volume.shape)}
+    return box, {"curves": by_axis, "outcome": "no sample" if box is None else "fills the field" if fills else "sample box"}
 
   def save(self, out_dir, name, diagnostics, *, volume, value_range, shown):
     """curves/<name>.npz (the raw curves) and curves/<name>.png (paper Fig. 5, all axes)."""

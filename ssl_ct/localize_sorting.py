@@ -324,7 +324,13 @@ def localize_volume(
     seed=seed,
   )
   box, region = box_from_grid(grid, scores, cell, axis, volume.shape, **rule)
-  extras = {"variance": grid, "cell": cell, "axis": axis, "scores": scores}
+  extras = {
+    "variance": grid,
+    "cell": cell,
+    "axis": axis,
+    "scores": scores,
+    "outcome": "no sample" if box is None else "sample box",
+  }
   if region is not None:
     extras["region_points"] = region_points(region, axis, cell)
   return box, extras

@@ -17,6 +17,16 @@ def rotation_nll(logits_BxA, angle_B, *, label_smoothing=0.0):
   return loss, {"rot_acc": acc}
 
 
+def accuracy_by_axis(logits_BxA, angle_B, axis_B):
+  """Rotation accuracy of the pairs cut along each axis: {"rot_acc_z", "rot_acc_y", "rot_acc_x"}."""
+  correct_B = (jnp.argmax(logits_BxA, axis=-1) == angle_B).astype(jnp.float32)
+  metrics = {}
+  for axis, name in enumerate("zyx"):
+    on_axis_B = (axis_B == axis).astype(jnp.float32)
+    metrics[f"rot_acc_{name}"] = jnp.sum(correct_B * on_axis_B) / jnp.maximum(jnp.sum(on_axis_B), 1.0)
+  return metrics
+
+
 def pairwise_ranking(z_B, position_B, *, margin=0.2, group_B=None):
   """Mean over pairs with position_i > position_j of max(0, margin - (z_i - z_j)).
 
@@ -46,7 +56,8 @@ def mean_displacement(z_B, position_B, group_B=None):
 
 
 def _rotation_from_outputs(logits, batch, **kw):
-  return rotation_nll(logits, batch["angle"], **kw)
+  loss, metrics = rotation_nll(logits, batch["angle"], **kw)
+  return loss, {**metrics, **accuracy_by_axis(logits, batch["angle"], batch["axis"])}
 
 
 def _ranking_from_outputs(logits, batch, **kw):

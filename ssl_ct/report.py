@@ -17,8 +17,9 @@ _COLUMNS = ("mae_voxels", "relative_error_pct", "iou", "recall", "kept_fraction"
 BOXES_VERSION = 2
 
 
-def write_boxes(path, boxes, *, method, crop_margin):
-  meta = {"kind": "boxes", "version": BOXES_VERSION, "method": method, "crop_margin": crop_margin}
+def write_boxes(path, boxes, *, method, crop_margin, **extra):
+  """boxes.json; `extra` metadata (outcomes per volume, the pretext metrics) goes beside the method."""
+  meta = {"kind": "boxes", "version": BOXES_VERSION, "method": method, "crop_margin": crop_margin, **extra}
   outputs.write_json(path, {outputs.MARKER: meta, "boxes": boxes})
 
 
@@ -57,16 +58,47 @@ def _table(per_volume_by_method):
   return lines
 
 
+def _pretext_text(pretext):
+  if not pretext:
+    return "Pretext task: no validation metrics were logged for this checkpoint."
+  return "Pretext task at the checkpoint (fixed validation draws): " + ", ".join(
+    f"{k} {v:.3g}" for k, v in sorted(pretext.items())
+  )
+
+
 def write_report(
-  out_dir, *, method_name, boxes, baseline_boxes, metrics=None, baseline_metrics=None, shapes=None, notes=(), crop_margin=None
+  out_dir,
+  *,
+  method_name,
+  boxes,
+  baseline_boxes,
+  outcomes,
+  pretext=None,
+  metrics=None,
+  baseline_metrics=None,
+  shapes=None,
+  notes=(),
+  crop_margin=None,
+  distrust="",
+  model_boxes=None,
 ):
-  """boxes.json (method), baseline_boxes.json, metrics.json and report.md."""
-  write_boxes(os.path.join(out_dir, "boxes.json"), boxes, method=method_name, crop_margin=crop_margin)
+  """boxes.json (method), baseline_boxes.json, metrics.json and report.md.
+
+  `outcomes`: per volume "sample box", "fills the field" or "no sample"; `pretext`: the
+  validation metrics of the pretext task at the checkpoint the boxes come from; `distrust`:
+  why the model's own boxes (`model_boxes`, recorded, not cropped with) were replaced by null.
+  """
+  extra = {"outcomes": outcomes, "pretext": pretext or {}, "distrust": distrust}
+  if model_boxes is not None:
+    extra["model_boxes"] = model_boxes
+  write_boxes(os.path.join(out_dir, "boxes.json"), boxes, method=method_name, crop_margin=crop_margin, **extra)
   write_boxes(os.path.join(out_dir, "baseline_boxes.json"), baseline_boxes, method="threshold baseline", crop_margin=crop_margin)
-  lines = [f"# Localization report: {method_name}", "", *notes, ""]
+  lines = [f"# Localization report: {method_name}", "", _pretext_text(pretext), "", *notes, ""]
   lines += ["Boxes are half-open voxel ranges [start, stop) in (z, y, x) of the input volumes.", ""]
-  lines += ["| volume | shape | predicted box | threshold baseline box |", "|---|---|---|---|"]
-  lines += [f"| {n} | {list(shapes[n])} | {_box_text(boxes[n])} | {_box_text(baseline_boxes[n])} |" for n in boxes]
+  lines += ["| volume | shape | outcome | predicted box | threshold baseline box |", "|---|---|---|---|---|"]
+  lines += [
+    f"| {n} | {list(shapes[n])} | {outcomes[n]} | {_box_text(boxes[n])} | {_box_text(baseline_boxes[n])} |" for n in boxes
+  ]
   if metrics:
     summary = {method_name: evaluate.summarize(metrics), "threshold baseline": evaluate.summarize(baseline_metrics)}
     outputs.write_json(

@@ -9,7 +9,7 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from ssl_ct import baseline, checkpoint, compilation_cache, evaluate, outputs, plots, report, results, tasks
+from ssl_ct import baseline, checkpoint, compilation_cache, evaluate, metric_writer, outputs, plots, report, results, tasks
 from ssl_ct.data import prepare, truth
 from ssl_ct.errors import InputError
 
@@ -20,21 +20,26 @@ _STYLES = {
 }
 
 
-def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None):
+def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None, pretext=None, distrust=""):
   """Runs `localizer` and the baseline on every volume; returns the summary (or None without truth).
 
   `localizer`: localize(volume, fov, value_range) -> (box or None, diagnostics) on the analysed
   grid, and save(out_dir, name, diagnostics, ...) for its own figures and arrays.
-  `crop_margin`: the margin the boxes are to be cropped with, recorded in boxes.json.
+  `crop_margin`: the margin the boxes are to be cropped with, and `pretext` the validation
+  metrics of the checkpoint, both recorded in boxes.json and the report. `distrust`: why the
+  model's boxes cannot be trusted ("" when they can): then every box is null (the whole volume
+  is kept by a crop) and the model's own boxes are recorded beside them, not cropped with.
   """
   os.makedirs(out_dir, exist_ok=True)  # sub-folders appear with the figures
-  boxes, baseline_boxes, metrics, baseline_metrics = {}, {}, {}, {}
+  boxes, model_boxes, baseline_boxes, metrics, baseline_metrics, outcomes = {}, {}, {}, {}, {}, {}
   for volume in tqdm.tqdm(dataset.volumes, desc="localize", unit="vol"):
     name, volume_fov, value_range = volume.name, dataset.fovs[volume.name], dataset.ranges[volume.name]
     factor, shape = dataset.factor(name), dataset.input_shape(name)
     grid_box, diagnostics = localizer.localize(volume, volume_fov, value_range)  # on the analysed (maybe downscaled) grid
+    outcomes[name] = diagnostics["outcome"]
     grid_baseline = baseline.threshold_box(volume, volume_fov)
-    boxes[name] = baseline.scale_box(grid_box, factor, shape)
+    model_boxes[name] = baseline.scale_box(grid_box, factor, shape)
+    boxes[name] = None if distrust else model_boxes[name]
     baseline_boxes[name] = baseline.scale_box(grid_baseline, factor, shape)
     truth_box = dataset.truth.get(name, {}).get("box")
     if truth_box is not None:
@@ -48,15 +53,23 @@ def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None
       os.makedirs(os.path.join(out_dir, "overlays"), exist_ok=True)
       plots.plot_box_overlay(volume, shown, os.path.join(out_dir, "overlays", f"{name}.png"), value_range)
   complete = len(metrics) == len(boxes)
+  notes = (
+    [f"**The model's boxes are not used: {distrust}.** Every box is null, so a crop keeps whole volumes."] if distrust else []
+  )
   return report.write_report(
     out_dir,
     method_name=localizer.method_name,
     boxes=boxes,
     baseline_boxes=baseline_boxes,
+    outcomes=outcomes,
+    pretext=pretext,
     metrics=metrics if complete else None,
     baseline_metrics=baseline_metrics if complete else None,
     shapes={v.name: dataset.input_shape(v.name) for v in dataset.volumes},
     crop_margin=crop_margin,
+    notes=notes,
+    distrust=distrust,
+    model_boxes=model_boxes if distrust else None,
   )
 
 
@@ -87,7 +100,18 @@ def localize_workdir(config, workdir, *, dataset=None, params=None):
   margin = config.crop.margin if "crop" in config else None
   with results.new_run(workdir) as out_dir:
     outputs.write_text(os.path.join(out_dir, "config.json"), config.to_json_best_effort(indent=1, sort_keys=True))
-    return localize_dataset(dataset, localizer, out_dir, crop_margin=margin)
+    pretext = last_validation(workdir)
+    distrust = task.distrust(pretext)
+    return localize_dataset(dataset, localizer, out_dir, crop_margin=margin, pretext=pretext, distrust=distrust)
+
+
+def last_validation(workdir):
+  """The latest validation metrics (val_*) the workdir's training logged, or {}."""
+  for record in reversed(metric_writer.read_metrics(workdir)):
+    found = {k: v for k, v in record.items() if k.startswith("val_")}
+    if found:
+      return found
+  return {}
 
 
 def load_saved(workdir, folder):

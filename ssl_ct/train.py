@@ -148,7 +148,7 @@ def train_loop(config, workdir, *, model, loader, example_batch, loss_fn, units=
       tick, tick_step = time.perf_counter(), step
       writer.write(step, {**metrics, f"{units}_per_s": rate})
       bar.set_postfix({k: f"{metrics[k]:.3g}" for k in metrics if k not in ("lr", "l2_grads")} | {f"{units}/s": f"{rate:.0f}"})
-    if validate and (step % config.train.get("eval_every", config.train.steps) == 0 or step == config.train.steps):
+    if validate and (step % config.train.eval_every == 0 or step == config.train.steps):
       val_metrics = validate(state.params)
       writer.write(step, val_metrics)
       bar.write(f"step {step}: " + "  ".join(f"{k}={v:.4g}" for k, v in val_metrics.items()))

@@ -31,6 +31,19 @@ class CurveRuleTest(absltest.TestCase):
     self.assertIsNone(curves.interval_from_curve(_curve(high=0.2, noise=0.05)))
     self.assertIsNone(curves.interval_from_curve(np.full(50, 0.5, np.float32)))
 
+  def test_levels_above_the_floor_everywhere_fill_the_axis(self):
+    chance = 1 / 7
+    everywhere = _curve(start=0, stop=100, low=0.5, high=0.5, noise=0.05)  # certain on every slice: no contrast
+    self.assertIsNone(curves.interval_from_curve(everywhere))  # without a floor: no sample, as before
+    self.assertEqual(curves.interval_from_curve(everywhere, floor=chance), (0, 100))
+    uneven = _curve(start=40, stop=80, low=0.45, high=0.9, noise=0.03)  # sample everywhere, some slices more certain
+    self.assertEqual(curves.interval_from_curve(uneven, floor=chance), (0, 100))
+    self.assertEqual(
+      curves.interval_from_curve(_curve(low=chance, noise=0.03), floor=chance),
+      curves.interval_from_curve(_curve(low=chance, noise=0.03)),
+    )
+    self.assertIsNone(curves.interval_from_curve(np.full(50, chance, np.float32), floor=chance))  # at chance: no sample
+
   def test_keeps_the_run_with_the_largest_area(self):
     curve = _curve(start=50, stop=90, noise=0.02)
     curve[10:14] = 0.8  # a short spike, e.g. debris

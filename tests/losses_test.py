@@ -18,6 +18,12 @@ class RotationNllTest(chex.TestCase):
     np.testing.assert_allclose(loss, (np.log(2) + np.log(4)) / 2, rtol=1e-6)
     np.testing.assert_allclose(metrics["rot_acc"], 0.5)
 
+  def test_accuracy_by_axis_by_hand(self):
+    logits = jnp.eye(3)[jnp.array([0, 1, 2, 2, 1])]  # predicted classes 0 1 2 2 1
+    metrics = losses.accuracy_by_axis(logits, jnp.array([0, 1, 0, 2, 0]), jnp.array([0, 0, 1, 1, 0]))
+    # z: pairs 0, 1, 4 -> right, right, wrong; y: pairs 2, 3 -> wrong, right; x: none -> 0.
+    np.testing.assert_allclose([metrics["rot_acc_z"], metrics["rot_acc_y"], metrics["rot_acc_x"]], [2 / 3, 0.5, 0.0], rtol=1e-6)
+
   def test_label_smoothing(self):
     logits = jnp.array([[2.0, 0.0, 0.0]])
     loss, _ = losses.rotation_nll(logits, jnp.array([0]), label_smoothing=0.3)
@@ -60,7 +66,7 @@ class RegistryTest(parameterized.TestCase):
       losses.get_loss("simclr")
 
   def test_adapters_pick_batch_arrays(self):
-    loss, _ = losses.get_loss("rotation_nll")(jnp.zeros((2, 7)), {"angle": jnp.array([0, 3])})
+    loss, _ = losses.get_loss("rotation_nll")(jnp.zeros((2, 7)), {"angle": jnp.array([0, 3]), "axis": jnp.array([0, 2])})
     np.testing.assert_allclose(loss, np.log(7), rtol=1e-6)
 
 

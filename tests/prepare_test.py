@@ -94,7 +94,7 @@ class LocalizeOnDownscaledGridTest(absltest.TestCase):
       method_name = "fixed"
 
       def localize(self, *_):
-        return grid_box, {}
+        return grid_box, {"outcome": "sample box"}
 
     run_localization.localize_dataset(dataset, FixedLocalizer(), out, plot=False)
     with open(os.path.join(out, "boxes.json")) as f:

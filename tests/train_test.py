@@ -66,13 +66,14 @@ class TrainTest(absltest.TestCase):
       "twin": jnp.zeros((4, 32, 32, 1)),
       "angle": jnp.arange(4),
       "volume": jnp.zeros(4, jnp.int32),
+      "axis": jnp.array([0, 1, 2, 0]),
     }
     state = train.create_train_state(model, batch, jax.random.key(0), tx)
     step = jax.jit(functools.partial(train.train_step, loss_fn=losses.get_loss("rotation_nll"), schedule=schedule))
     new_state, metrics = step(state, batch, jax.random.key(1))
     self.assertEqual(int(new_state.step), 1)
     self.assertTrue(np.isfinite(float(metrics["loss"])))
-    self.assertEqual(set(metrics), {"loss", "rot_acc", "l2_grads", "lr"})
+    self.assertEqual(set(metrics), {"loss", "rot_acc", "rot_acc_z", "rot_acc_y", "rot_acc_x", "l2_grads", "lr"})
 
   def test_train_and_evaluate_writes_outputs_and_resumes_exactly(self):
     straight, resumed = tempfile.mkdtemp(), tempfile.mkdtemp()

@@ -77,7 +77,13 @@ class ReadRotationPair(grain.transforms.RandomMap):
     twin = slices.model_input(
       volume.slice(axis, twin_index), value_range, self.size, base + self.angles_deg[angle_class], twin_window
     )
-    return {"ref": ref, "twin": twin, "angle": np.int32(angle_class), "volume": np.int32(element["volume"])}
+    return {
+      "ref": ref,
+      "twin": twin,
+      "angle": np.int32(angle_class),
+      "volume": np.int32(element["volume"]),
+      "axis": np.int32(axis),
+    }
 
 
 def _allow_workers(data_config):
@@ -100,6 +106,26 @@ def make_rotation_loader(dataset, data_config, *, seed, batch_size, shard_option
     operations=[read, grain.transforms.Batch(batch_size, drop_remainder=True)],
     worker_count=data_config.num_workers,
   )
+
+
+def rotation_validation_batches(dataset, data_config, *, seed, num_pairs, batch_size):
+  """Fixed batches of pairs (the same draws every evaluation), balanced over volumes and axes.
+
+  The rotation task trains on every volume, so these come from the training volumes: they
+  measure how well the pretext task was learned (per axis), not generalization.
+  """
+  source = make_slice_addresses(dataset)
+  read = ReadRotationPair(
+    dataset, size=data_config.slice_size, twin_range=data_config.twin_range, angles_deg=data_config.angles_deg
+  )
+  pairs = []
+  for i in range(num_pairs // batch_size * batch_size):
+    rng = np.random.default_rng([seed, 13, i])
+    volume, axis = (i // 3) % len(dataset.volumes), i % 3
+    first, stop = source.valid_ranges[volume][axis]
+    pairs.append(read.random_map({"volume": volume, "axis": axis, "index": int(rng.integers(first, stop))}, rng))
+  stacked = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
+  return [{key: np.stack([p[key] for p in batch]) for key in batch[0]} for batch in stacked]
 
 
 def sort_axis(shape, configured):
