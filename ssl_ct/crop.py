@@ -40,7 +40,8 @@ def margin_box(box, shape, margin):
   }
 
 
-def _attributes(volume, box, margin):
+def crop_attributes(volume, box, margin):
+  """What a crop's zarr records about itself: source, its shape, the box, the margin, the crop."""
   crop = margin_box(box, volume.shape, margin)
   return {
     "source": str(volume.source),
@@ -79,7 +80,7 @@ def _record(volume, attributes, out_path, out_bytes, reused=False):
 
 def crop_volume(volume, box, out_path, *, margin, overwrite=False, progress=True):
   """Writes the crop of `volume` to `out_path`; returns its record for the crop report."""
-  attributes = _attributes(volume, box, margin)
+  attributes = crop_attributes(volume, box, margin)
   crop = attributes["crop"]
   out_bytes = zarr_writer.write_zarr3(
     volume,
@@ -109,7 +110,7 @@ def _plan(chosen, boxes, out_paths, margin, overwrite):
       plan[v.name] = "write"
       continue
     existing = _existing_crop(path)
-    wanted = json.loads(json.dumps(_attributes(v, boxes[v.name], margin)))
+    wanted = json.loads(json.dumps(crop_attributes(v, boxes[v.name], margin)))
     if existing is not None and all(existing.get(k) == wanted[k] for k in ("source", "source_shape", "box", "margin")):
       plan[v.name] = "reuse"  # a complete crop of the same source, box and margin (outputs appear only when complete)
     elif overwrite:
@@ -162,7 +163,9 @@ def crop_all(
       path = out_paths[v.name]
       if plan[v.name] == "reuse":
         outputs.remove_stale_partials(path)
-        records[v.name] = _record(v, _attributes(v, boxes[v.name], margin), path, zarr_writer.directory_bytes(path), reused=True)
+        records[v.name] = _record(
+          v, crop_attributes(v, boxes[v.name], margin), path, zarr_writer.directory_bytes(path), reused=True
+        )
       else:
         records[v.name] = crop_volume(v, boxes[v.name], path, margin=margin, overwrite=overwrite, progress=progress)
       recall = _recall(v, records[v.name]["crop"], (truth_entries or {}).get(v.name), root)

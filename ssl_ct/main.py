@@ -17,7 +17,7 @@ from ssl_ct import config_checks, outputs
 from ssl_ct.data import formats, sources
 from ssl_ct.errors import InputError, exit_on_input_error, run_cli
 
-MODES = ("all", "train", "localize", "crop", "prepare")
+MODES = ("all", "train", "localize", "crop", "prepare", "export")
 # What a checkpoint's parameters depend on: localize and crop runs must agree with training here.
 _MODEL_KEYS = ("task", "model", "data.slice_size", "data.angles_deg")
 
@@ -28,7 +28,8 @@ _MODE = flags.DEFINE_enum(
   "all",
   MODES,
   "all = train, localize, evaluate (and crop, for configs with a crop section); train; localize (latest checkpoint, any"
-  " volumes, a new results folder); crop (the volumes by the latest boxes.json); prepare = data only.",
+  " volumes, a new results folder); crop (the volumes by the latest boxes.json); prepare = data only; export = the"
+  " trained localizer as a self-contained folder W/localizer (ssl_ct.load_localizer).",
 )
 _OVERWRITE = flags.DEFINE_bool(
   "overwrite", False, "Replace a config.json from a different config in the workdir, and earlier crops made differently."
@@ -77,7 +78,7 @@ def check_trained_config(config, workdir):
 
 
 def _workdir_outputs(config, workdir):
-  folders = ("config.json", "checkpoints", "metrics.jsonl", "localization", "cache", "data")
+  folders = ("config.json", "checkpoints", "metrics.jsonl", "localization", "cache", "data", "localizer")
   return [os.path.join(workdir, f) for f in folders] + [config.crop.out_dir or os.path.join(workdir, "cropped")]
 
 
@@ -97,10 +98,16 @@ def run(config, workdir, mode, overwrite=False):
   is_first = os.environ.get("SSL_CT_PROCESS_ID", "0") == "0"  # one lock per job: every process shares the workdir
   lock = outputs.lock_folder(workdir, "workdir") if is_first else None
   try:
-    if mode in ("crop", "localize"):
+    if mode in ("crop", "localize", "export"):
       check_trained_config(config, workdir)
     else:
       write_config(config, workdir, overwrite)
+    if mode == "export":
+      from ssl_ct import api
+
+      out = api.export(api.load_localizer(workdir), os.path.join(workdir, "localizer"), overwrite=overwrite)
+      print(f"exported the localizer to {out}; use it with ssl_ct.load_localizer({out!r})")
+      return None
     distributed.initialize_from_env()
     dataset = prepare.load_dataset(config.data, workdir)
     outputs.check_apart(
