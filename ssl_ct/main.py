@@ -112,7 +112,7 @@ def run(config, workdir, mode, overwrite=False):
     dataset = prepare.load_dataset(config.data, workdir)
     outputs.check_apart(
       _workdir_outputs(config, workdir),
-      sources.input_paths(config.data.path, dataset.volumes) if config.data.path else [],
+      sources.input_paths(config.data.path, dataset.inputs) if config.data.path else [],
       fix="choose a --workdir (and crop.out_dir) outside the data",
     )
     logging.info("%d volumes ready from %s", len(dataset.volumes), dataset.root or config.data.path)

@@ -141,17 +141,20 @@ def train_loop(config, workdir, *, model, loader, example_batch, loss_fn, units=
   for step in range(start + 1, config.train.steps + 1):
     batch = global_batch(next(iterator), mesh)
     state, metrics = step_fn(state, batch, step_rng)
+    record = {}  # one metrics.jsonl line per logged step: training and validation together
     if step % config.train.log_every == 0 or step == config.train.steps:
       metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
       _check_finite(metrics, step)
       rate = batch_size * (step - tick_step) / (time.perf_counter() - tick)
       tick, tick_step = time.perf_counter(), step
-      writer.write(step, {**metrics, f"{units}_per_s": rate})
+      record |= {**metrics, f"{units}_per_s": rate}
       bar.set_postfix({k: f"{metrics[k]:.3g}" for k in metrics if k not in ("lr", "l2_grads")} | {f"{units}/s": f"{rate:.0f}"})
     if validate and (step % config.train.eval_every == 0 or step == config.train.steps):
       val_metrics = validate(state.params)
-      writer.write(step, val_metrics)
+      record |= val_metrics
       bar.write(f"step {step}: " + "  ".join(f"{k}={v:.4g}" for k, v in val_metrics.items()))
+    if record:
+      writer.write(step, record)
     bar.update(1)
     if step % config.train.checkpoint_every == 0 or step == config.train.steps:
       checkpoint.save(manager, step, state, iterator)

@@ -18,6 +18,7 @@ class Dataset:
   root: str  # folder the data came from ("" for a list of specs)
   factors: dict = dataclasses.field(default_factory=dict)  # name -> downscale factor (1: as stored)
   input_shapes: dict = dataclasses.field(default_factory=dict)  # name -> shape of the input volume
+  inputs: list = dataclasses.field(default_factory=list)  # the input volumes as opened (no output may touch them)
 
   def factor(self, name):
     return self.factors.get(name, 1)
@@ -130,4 +131,4 @@ def load_dataset(data_config, workdir, progress=True):
       has_truth,
     )
   shapes = {v.name: v.shape for v in inputs}
-  return Dataset(volumes=volumes, ranges=ranges, fovs=fovs, truth=gt, root=folder, factors=factors, input_shapes=shapes)
+  return Dataset(volumes=volumes, ranges=ranges, fovs=fovs, truth=gt, root=folder, factors=factors, input_shapes=shapes, inputs=inputs)
