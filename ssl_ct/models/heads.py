@@ -3,6 +3,7 @@
 - RotationNet (siamese): one encoder f_theta on the reference and the twin slice,
   concatenated embeddings, a small MLP f_phi with one logit per angle class.
 - SortingNet: one scalar per slice (the position score z).
+- ContrastiveNet: projections (and MoCo v3 predictions) of two views of each slice.
 """
 
 import functools
@@ -45,6 +46,40 @@ class SortingNet(nn.Module):
   def __call__(self, batch, *, deterministic=True):
     z_Bx1, out = self.encoder(batch["image"], deterministic=deterministic)
     return z_Bx1[:, 0], out
+
+
+class ContrastiveNet(nn.Module):
+  """SimCLR / MoCo v3: the encoder's pooled embedding of each view through a projection MLP, and
+  for MoCo v3 a predictor MLP on top (`predictor_hidden` > 0). Both views go through one pass."""
+
+  encoder: nn.Module
+  projection_hidden: int
+  projection_dim: int
+  predictor_hidden: int = 0
+
+  @nn.compact
+  def __call__(self, batch, *, deterministic=True):
+    views_2BxNxNx1 = jnp.concatenate([batch["view1"], batch["view2"]])
+    _, out = self.encoder(views_2BxNxNx1, deterministic=deterministic)
+    h = nn.relu(nn.LayerNorm(name="proj_norm")(nn.Dense(self.projection_hidden, name="proj_hidden")(out["embedding"])))
+    z_2BxD = nn.Dense(self.projection_dim, name="proj_out")(h)
+    outputs = {"z": z_2BxD}
+    if self.predictor_hidden:
+      q = nn.relu(nn.LayerNorm(name="pred_norm")(nn.Dense(self.predictor_hidden, name="pred_hidden")(z_2BxD)))
+      outputs["p"] = nn.Dense(self.projection_dim, name="pred_out")(q)
+    return outputs, out
+
+
+def make_contrastive_model(model_config):
+  encoder = resnet.get_encoder(model_config.name)(
+    width=model_config.width, small_stem=model_config.small_stem, output_stride=model_config.output_stride
+  )
+  return ContrastiveNet(
+    encoder=encoder,
+    projection_hidden=model_config.projection_hidden,
+    projection_dim=model_config.projection_dim,
+    predictor_hidden=model_config.predictor_hidden,
+  )
 
 
 def make_model(model_config, num_classes=0):

@@ -64,7 +64,8 @@ class BottleneckBlock(nn.Module):
 
 class ResNet(nn.Module):
   """Returns (logits_BxO, out): out["feature_map"] is B x h x w x C, out["embedding"] is B x C,
-  out["trunk_map"] the B x h x w x C activations the MC dropout acts on.
+  out["trunk_map"] the B x h x w x C activations the MC dropout acts on, out["stem"] and
+  out["stages"] the stem's and every stage's output (the skips of segmentation decoders).
 
   With num_outputs=0 the logits are the embedding itself.
   """
@@ -88,7 +89,8 @@ class ResNet(nn.Module):
       x = nn.Conv(self.width, (7, 7), 2, padding=[(3, 3), (3, 3)], use_bias=False, name="stem")(x)
       x = nn.relu(_norm(self.width, name="stem_norm")(x))
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
-    stride, dilation = (2 if self.small_stem else 4), 1
+    stem_map = x
+    stride, dilation, stage_maps = (2 if self.small_stem else 4), 1, []
     for stage, num_blocks in enumerate(self.stage_sizes):
       for block in range(num_blocks):
         strides = 2 if stage > 0 and block == 0 else 1
@@ -97,12 +99,14 @@ class ResNet(nn.Module):
         stride *= strides
         name = f"stage{stage + 1}_block{block + 1}"
         x = self.block_cls(self.width * 2**stage, strides, dilation, name=name)(x)
+      stage_maps.append(x)
     trunk_map_BxhxwxC = x  # what the MC dropout drops: the exact dropout variance needs it
     x = nn.Dropout(self.dropout_rate, name="mc_dropout")(x, deterministic=deterministic)
     feature_map_BxhxwxC = nn.Conv(x.shape[-1], (1, 1), name="embed")(x)
     embedding_BxC = jnp.mean(feature_map_BxhxwxC, axis=(1, 2))
     logits = nn.Dense(self.num_outputs, name="head")(embedding_BxC) if self.num_outputs else embedding_BxC
-    return logits, {"feature_map": feature_map_BxhxwxC, "embedding": embedding_BxC, "trunk_map": trunk_map_BxhxwxC}
+    maps = {"feature_map": feature_map_BxhxwxC, "embedding": embedding_BxC, "trunk_map": trunk_map_BxhxwxC}
+    return logits, {**maps, "stem": stem_map, "stages": tuple(stage_maps)}
 
 
 ResNetTiny = functools.partial(ResNet, stage_sizes=[1, 1])
