@@ -66,6 +66,7 @@ def get_config(arg=None):
   config.opt.weight_decay = 1e-4
   config.opt.warmup_steps = 500
   config.opt.grad_clip = 1.0  # global norm; 0 disables
+  config.opt.ema_momentum = 0.0  # > 0: keep an EMA of the parameters (MoCo v3's momentum encoder)
 
   config.train = ml_collections.ConfigDict()
   config.train.steps = 20_000

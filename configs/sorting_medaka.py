@@ -50,6 +50,7 @@ def get_config(arg=None):
   config.data.rotate = (
     True  # random rotation of each slice about the sort axis (not in the paper: samples lie in any orientation)
   )
+  config.data.augment_strength = 0.0  # crop, flips, 90-degree turns, contrast, noise, blur per slice; 0 = none
   config.data.index_distribution = "uniform"  # uniform | gennorm (avoids empty end slices)
   config.data.gennorm_beta = 4.0  # shape of the generalized Gaussian
   config.data.gennorm_scale = 0.35  # scale as a fraction of the axis
@@ -75,6 +76,7 @@ def get_config(arg=None):
   config.opt.weight_decay = 1e-4
   config.opt.warmup_steps = 500
   config.opt.grad_clip = 1.0  # global norm; 0 disables
+  config.opt.ema_momentum = 0.0  # > 0: keep an EMA of the parameters (MoCo v3's momentum encoder)
 
   config.train = ml_collections.ConfigDict()
   config.train.steps = 20_000

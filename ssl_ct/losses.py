@@ -55,6 +55,61 @@ def mean_displacement(z_B, position_B, group_B=None):
   return jnp.mean(jnp.abs(true_order - predicted_order).astype(jnp.float32))
 
 
+def cross_entropy_dice(logits_BxHxWxK, labels_BxHxW, *, dice_weight=1.0, smooth=1.0):
+  """Pixel cross entropy plus `dice_weight` x (1 - soft Dice) averaged over the foreground classes.
+
+  Dice counts every pixel of the batch together (one overlap per class), so slices without
+  the class do not each pull its score to zero.
+  """
+  num_classes = logits_BxHxWxK.shape[-1]
+  onehot_BxHxWxK = jax.nn.one_hot(labels_BxHxW, num_classes)
+  ce = jnp.mean(optax.softmax_cross_entropy(logits_BxHxWxK, onehot_BxHxWxK))
+  probs_BxHxWxK = jax.nn.softmax(logits_BxHxWxK)
+  overlap_K = jnp.sum(probs_BxHxWxK * onehot_BxHxWxK, axis=(0, 1, 2))
+  total_K = jnp.sum(probs_BxHxWxK + onehot_BxHxWxK, axis=(0, 1, 2))
+  dice_K = (2 * overlap_K + smooth) / (total_K + smooth)
+  dice = jnp.mean(dice_K[1:])
+  accuracy = jnp.mean(jnp.argmax(logits_BxHxWxK, axis=-1) == labels_BxHxW)
+  return ce + dice_weight * (1.0 - dice), {"pixel_acc": accuracy, "dice": dice, "ce": ce}
+
+
+def _normalize(x_BxD):
+  return x_BxD / jnp.maximum(jnp.linalg.norm(x_BxD, axis=-1, keepdims=True), 1e-12)
+
+
+def nt_xent(z_2BxD, *, temperature=0.1):
+  """SimCLR's NT-Xent. Rows i and i + B are the two views of one slice: each one's positive is
+  the other, the 2B - 2 remaining rows its negatives; cosine similarities over `temperature`."""
+  two_b = z_2BxD.shape[0]
+  z = _normalize(z_2BxD)
+  logits_2Bx2B = (z @ z.T) / temperature
+  logits_2Bx2B = jnp.where(jnp.eye(two_b, dtype=bool), -jnp.inf, logits_2Bx2B)  # a view is not its own pair
+  positives_2B = (jnp.arange(two_b) + two_b // 2) % two_b
+  loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_2Bx2B, positives_2B))
+  accuracy = jnp.mean(jnp.argmax(logits_2Bx2B, axis=-1) == positives_2B)
+  return loss, {"contrastive_acc": accuracy}
+
+
+def info_nce(q_BxD, k_BxD, *, temperature=0.2):
+  """MoCo v3's contrastive term: query i against every key of the batch, its own key the positive;
+  scaled by 2 x temperature as in the MoCo v3 paper."""
+  logits_BxB = (_normalize(q_BxD) @ _normalize(k_BxD).T) / temperature
+  labels_B = jnp.arange(q_BxD.shape[0])
+  loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_BxB, labels_B)) * 2 * temperature
+  return loss, jnp.mean(jnp.argmax(logits_BxB, axis=-1) == labels_B)
+
+
+def moco_v3(p_2BxD, k_2BxD, *, temperature=0.2):
+  """Symmetric MoCo v3 loss: the predictions of view 1 against the momentum keys of view 2 and back.
+
+  `k_2BxD` come from the momentum (EMA) encoder and carry no gradient."""
+  p1, p2 = jnp.split(p_2BxD, 2)
+  k1, k2 = jnp.split(jax.lax.stop_gradient(k_2BxD), 2)
+  loss_12, acc_12 = info_nce(p1, k2, temperature=temperature)
+  loss_21, acc_21 = info_nce(p2, k1, temperature=temperature)
+  return loss_12 + loss_21, {"contrastive_acc": (acc_12 + acc_21) / 2}
+
+
 def _rotation_from_outputs(logits, batch, **kw):
   loss, metrics = rotation_nll(logits, batch["angle"], **kw)
   return loss, {**metrics, **accuracy_by_axis(logits, batch["angle"], batch["axis"])}
@@ -64,10 +119,28 @@ def _ranking_from_outputs(logits, batch, **kw):
   return pairwise_ranking(logits, batch["position"], group_B=batch.get("group"), **kw)
 
 
+def _segmentation_from_outputs(logits, batch, **kw):
+  return cross_entropy_dice(logits, batch["labels"], **kw)
+
+
+def _simclr_from_outputs(outputs, batch, **kw):
+  del batch
+  return nt_xent(outputs["z"], **kw)
+
+
+def _moco_from_outputs(outputs, batch, **kw):
+  # train_step hands a loss of a state with momentum parameters {"online": ..., "momentum": ...}.
+  del batch
+  return moco_v3(outputs["online"]["p"], outputs["momentum"]["z"], **kw)
+
+
 # name -> fn(logits, batch, **kw) -> (loss, metrics): adapters that only pick arrays.
 LOSSES = {
   "rotation_nll": _rotation_from_outputs,
   "pairwise_ranking": _ranking_from_outputs,
+  "cross_entropy_dice": _segmentation_from_outputs,
+  "nt_xent": _simclr_from_outputs,
+  "moco_v3": _moco_from_outputs,
 }
 
 

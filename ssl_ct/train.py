@@ -7,6 +7,7 @@ is `AxisType.Auto`, so per-example dropout keys inside the model need no shardin
 
 import functools
 import time
+from typing import Any
 
 import flax.linen as nn
 import grain
@@ -16,6 +17,7 @@ import numpy as np
 import optax
 import tqdm
 from absl import logging
+from flax import struct
 from flax.training import train_state
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -52,24 +54,43 @@ def make_optimizer(opt_config, total_steps):
   return optax.chain(*clip, OPTIMIZERS[opt_config.name](schedule, opt_config)), schedule
 
 
-def create_train_state(model: nn.Module, example_batch, rng, tx):
-  """Initial TrainState; `example_batch` may hold ShapeDtypeStructs."""
+class TrainState(train_state.TrainState):
+  """flax's TrainState plus an optional momentum (EMA) copy of the parameters (MoCo v3's key encoder)."""
+
+  momentum_params: Any = None
+  momentum: float = struct.field(pytree_node=False, default=0.0)
+
+
+def create_train_state(model: nn.Module, example_batch, rng, tx, momentum=0.0):
+  """Initial TrainState; `example_batch` may hold ShapeDtypeStructs. momentum > 0 keeps an EMA of the parameters."""
   dummy = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), example_batch)
   params = model.init({"params": rng}, dummy, deterministic=True)["params"]
-  return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  ema = jax.tree.map(jnp.copy, params) if momentum else None  # its own buffers: the state is donated
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx, momentum_params=ema, momentum=momentum)
 
 
 def train_step(state, batch, rng, *, loss_fn, schedule):
-  """One SGD step; returns the new state and this step's metrics (device arrays)."""
+  """One SGD step; returns the new state and this step's metrics (device arrays).
+
+  With momentum parameters the loss sees {"online": outputs, "momentum": outputs of the EMA
+  parameters (no gradient)}, and the EMA follows the updated parameters.
+  """
   rng = jax.random.fold_in(rng, state.step)
 
   def objective(params):
-    logits, _ = state.apply_fn({"params": params}, batch, deterministic=False, rngs={"dropout": rng})
-    return loss_fn(logits, batch)
+    outputs, _ = state.apply_fn({"params": params}, batch, deterministic=False, rngs={"dropout": rng})
+    if state.momentum_params is not None:
+      key_outputs, _ = state.apply_fn({"params": state.momentum_params}, batch, deterministic=False, rngs={"dropout": rng})
+      outputs = {"online": outputs, "momentum": jax.lax.stop_gradient(key_outputs)}
+    return loss_fn(outputs, batch)
 
   (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
   metrics = {**metrics, "loss": loss, "l2_grads": optax.tree.norm(grads), "lr": schedule(state.step)}
-  return state.apply_gradients(grads=grads), metrics
+  new_state = state.apply_gradients(grads=grads)
+  if state.momentum_params is not None:
+    ema = optax.incremental_update(new_state.params, state.momentum_params, step_size=1.0 - state.momentum)
+    new_state = new_state.replace(momentum_params=ema)
+  return new_state, metrics
 
 
 def jit_train_step(mesh, loss_fn, schedule):
@@ -119,20 +140,25 @@ def make_validator(model, loss_fn, batches):
   return validate
 
 
-def train_loop(config, workdir, *, model, loader, example_batch, loss_fn, units="pairs", validate=None):
+def train_loop(config, workdir, *, model, loader, example_batch, loss_fn, units="pairs", validate=None, init_params=None):
   """Trains config.train.steps steps with checkpoints/resume; returns the final TrainState.
 
   `validate(params) -> metrics` runs every `config.train.eval_every` steps and at the end.
+  `init_params(params) -> params` replaces the random initial parameters of a fresh run (a
+  pre-trained encoder); a resumed run keeps its checkpoint's.
   """
   mesh = make_mesh()
   tx, schedule = make_optimizer(config.opt, config.train.steps)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   replicated = NamedSharding(mesh, P())
-  create = jax.jit(functools.partial(create_train_state, model, example_batch, tx=tx), out_shardings=replicated)
+  create = functools.partial(create_train_state, model, example_batch, tx=tx, momentum=config.opt.ema_momentum)
+  create = jax.jit(create, out_shardings=replicated)
   state = create(init_rng)
   iterator = iter(loader)
   manager = checkpoint.make_manager(workdir)
   state, start = checkpoint.restore_latest(manager, state, iterator)
+  if start == 0 and init_params is not None:
+    state = state.replace(params=jax.device_put(init_params(host_params(state.params)), replicated))
   step_fn = jit_train_step(mesh, loss_fn, schedule)
   writer = metric_writer.MetricWriter(workdir)
   batch_size = config.data.batch_size
@@ -192,5 +218,13 @@ def train_and_evaluate(config, workdir, *, loss_fn=None, dataset=None):
   validate = make_validator(model, loss_fn, task.validation_batches(dataset))
   example = task.example_batch(config.data.batch_size)
   return train_loop(
-    config, workdir, model=model, loader=loader, example_batch=example, loss_fn=loss_fn, units=task.units, validate=validate
+    config,
+    workdir,
+    model=model,
+    loader=loader,
+    example_batch=example,
+    loss_fn=loss_fn,
+    units=task.units,
+    validate=validate,
+    init_params=task.init_params(),
   )

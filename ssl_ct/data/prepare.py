@@ -131,4 +131,6 @@ def load_dataset(data_config, workdir, progress=True):
       has_truth,
     )
   shapes = {v.name: v.shape for v in inputs}
-  return Dataset(volumes=volumes, ranges=ranges, fovs=fovs, truth=gt, root=folder, factors=factors, input_shapes=shapes, inputs=inputs)
+  return Dataset(
+    volumes=volumes, ranges=ranges, fovs=fovs, truth=gt, root=folder, factors=factors, input_shapes=shapes, inputs=inputs
+  )
