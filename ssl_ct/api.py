@@ -52,6 +52,8 @@ class Localizer:
   """A trained model with its config; localize() takes one volume at a time."""
 
   def __init__(self, config, params, *, pretext, source):
+    if config.task not in tasks.LOCALIZING:
+      raise InputError(f"{source}: a {config.task!r} run has no localizer; load a rotation or sorting workdir")
     compilation_cache.enable()
     self.config, self.source, self.pretext = config, source, pretext
     self.task = tasks.get_task(config)

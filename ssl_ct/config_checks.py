@@ -27,7 +27,18 @@ _RULES = (
   ("data.synthetic.shape", lambda v: len(v) == 3 and all(_is_int(n, 16) for n in v) and v[1] == v[2], "(z, n, n), sizes >= 16"),
   ("data.synthetic.z_jitter", lambda v: _is_num(v, 0, 0.5), "a fraction in [0, 0.5]"),
   ("data.synthetic.dtype", lambda v: v in ("float32", "uint16"), "'float32' or 'uint16'"),
+  ("init", lambda v: isinstance(v, str), "a pre-training workdir, or '' for a random encoder"),
   ("data.fill_missing", lambda v: isinstance(v, bool), "True or False"),
+  ("data.segment_axis", lambda v: v in (0, 1, 2), "0, 1 or 2"),
+  ("data.num_classes", lambda v: _is_int(v, 2), "an integer >= 2 (background included)"),
+  ("data.num_annotated", lambda v: _is_int(v, 0), "an integer >= 0 (0: every labelled volume)"),
+  ("data.test_fraction", lambda v: _is_num(v, 0, 0.9) and v > 0, "a fraction in (0, 0.9]"),
+  ("data.label_fraction", lambda v: _is_num(v, 0, 1) and v > 0, "a fraction in (0, 1]"),
+  ("model.aspp_rates", lambda v: len(v) >= 1 and all(_is_int(r, 1) for r in v), "whole atrous rates >= 1"),
+  ("train.validation_slices", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("model.projection_hidden", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("model.projection_dim", lambda v: _is_int(v, 1), "an integer >= 1"),
+  ("model.predictor_hidden", lambda v: _is_int(v, 0), "an integer >= 0 (0: no predictor)"),
   ("data.remote_timeout_s", lambda v: _is_num(v) and v > 0, "a positive number of seconds"),
   ("data.remote_retries", lambda v: _is_int(v, 0), "an integer >= 0"),
   ("data.analysis_copy", lambda v: v in ("auto", "always", "never"), "'auto', 'always' or 'never'"),
@@ -42,6 +53,7 @@ _RULES = (
   ("data.groups_per_batch", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("data.groups_per_epoch_per_volume", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("data.rotate", lambda v: isinstance(v, bool), "True or False"),
+  ("data.augment_strength", lambda v: _is_num(v, 0, 4), "a number in [0, 4] (0: no augmentation)"),
   ("data.sort_axis", lambda v: v in (-1, 0, 1, 2), "-1 (longest) or 0, 1, 2"),
   ("data.index_distribution", lambda v: v in ("uniform", "gennorm"), "'uniform' or 'gennorm'"),
   ("data.gennorm_beta", lambda v: _is_num(v) and v > 0, "a positive number"),
@@ -56,6 +68,7 @@ _RULES = (
   ("opt.weight_decay", lambda v: _is_num(v, 0), "a number >= 0"),
   ("opt.warmup_steps", lambda v: _is_int(v, 0), "an integer >= 0"),
   ("opt.grad_clip", lambda v: _is_num(v, 0), "a number >= 0 (0 disables)"),
+  ("opt.ema_momentum", lambda v: _is_num(v, 0) and v < 1, "a momentum in [0, 1) (0: no EMA parameters)"),
   ("train.steps", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("train.log_every", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("train.checkpoint_every", lambda v: _is_int(v, 1), "an integer >= 1"),
@@ -103,11 +116,12 @@ def _lookup(config, dotted):
 def validate_components(config):
   """Raises InputError when a component name is not in its registry (imports the registries: jax, flax)."""
   from ssl_ct import losses, tasks, train
-  from ssl_ct.models import resnet
+  from ssl_ct.models import resnet, segmentation
 
   for key, registry in (
     ("task", tasks.TASKS),
     ("model.name", resnet.ENCODERS),
+    ("model.decoder", segmentation.DECODERS),
     ("opt.name", train.OPTIMIZERS),
     ("loss.name", losses.LOSSES),
   ):
@@ -130,6 +144,10 @@ def validate(config):
       raise InputError(f"config value {key}={value!r} is invalid (expected {expected}); set --config.{key}=...")
   if config.task == "sorting" and config.data.batch_size % config.data.slices_per_batch:
     raise InputError("config data.batch_size must be a multiple of data.slices_per_batch; set data.groups_per_batch instead")
+  if config.loss.name == "moco_v3" and (config.opt.ema_momentum <= 0 or config.model.predictor_hidden <= 0):
+    raise InputError(
+      "config loss.name=moco_v3 needs a momentum encoder and a predictor; set opt.ema_momentum=0.99 and model.predictor_hidden"
+    )
   if config.task == "sorting" and config.model.dropout <= 0:
     raise InputError("config model.dropout=0 leaves MC dropout nothing to sample; set --config.model.dropout=0.1")
   if config.data.low_percentile >= config.data.high_percentile:

@@ -78,8 +78,9 @@ def check_trained_config(config, workdir):
 
 
 def _workdir_outputs(config, workdir):
-  folders = ("config.json", "checkpoints", "metrics.jsonl", "localization", "cache", "data", "localizer")
-  return [os.path.join(workdir, f) for f in folders] + [config.crop.out_dir or os.path.join(workdir, "cropped")]
+  folders = ("config.json", "checkpoints", "metrics.jsonl", "localization", "segmentation", "cache", "data", "localizer")
+  cropped = [config.crop.out_dir or os.path.join(workdir, "cropped")] if "crop" in config else []
+  return [os.path.join(workdir, f) for f in folders] + cropped
 
 
 def run(config, workdir, mode, overwrite=False):
@@ -90,7 +91,7 @@ def run(config, workdir, mode, overwrite=False):
   # jax, flax, orbax and grain load only once the command line and the workdir are known to be good.
   import jax
 
-  from ssl_ct import compilation_cache, crop, distributed, results, run_localization, train
+  from ssl_ct import compilation_cache, crop, distributed, results, run_localization, tasks, train
   from ssl_ct.data import prepare
 
   config_checks.validate_components(config)
@@ -125,6 +126,20 @@ def run(config, workdir, mode, overwrite=False):
     if mode == "train" or jax.process_index() != 0:  # localization and cropping: process 0 alone
       return None
     params = train.host_params(state.params) if state is not None else None
+    if config.task == "segmentation":  # the downstream task: predicted label volumes scored by IoU, no boxes
+      from ssl_ct import segment
+
+      result = segment.evaluate_workdir(config, workdir, dataset=dataset, params=params)
+      print("segmentation IoU on the test volumes: " + "  ".join(f"{k}={v:.4f}" for k, v in result["summary"].items()))
+      print(f"label volumes, overlays and report.md in {results.latest(workdir, segment.FOLDER)}")
+      return result
+    if config.task not in tasks.LOCALIZING:  # a pre-training run: its encoder initialises segmentation models
+      if mode == "localize":
+        raise InputError(
+          f"task {config.task!r} does not localize; pass this workdir as --config.init of configs/segment_medaka.py"
+        )
+      print(f"pre-trained encoder in {workdir}/checkpoints; use it with configs/segment_medaka.py --config.init={workdir}")
+      return None
     summary = run_localization.localize_workdir(config, workdir, dataset=dataset, params=params)
     for method, metrics in (summary or {}).items():
       print(f"{method:32s} " + "  ".join(f"{k}={v:.3f}" for k, v in metrics.items()))

@@ -105,6 +105,20 @@ def plot_box_overlay(volume, boxes, path, value_range=None):
   save_figure(fig, path)
 
 
+def plot_label_overlay(slice_HxW, pred_HxW, true_HxW, value_range, path):
+  """One slice with the predicted (filled) and true (outlined) foreground labels."""
+  fig, axes = plt.subplots(1, 2, figsize=(9, 4.4))
+  for ax, labels, title in ((axes[0], true_HxW, "truth"), (axes[1], pred_HxW, "predicted")):
+    ax.imshow(slice_HxW, cmap="gray", vmin=value_range[0], vmax=value_range[1])
+    ax.imshow(np.ma.masked_equal(labels, 0), cmap="autumn", alpha=0.45, interpolation="nearest")
+    if labels is pred_HxW and true_HxW.any():
+      ax.contour(true_HxW > 0, levels=[0.5], colors="lime", linewidths=0.8)
+    ax.set_title(title)
+    ax.axis("off")
+  fig.tight_layout()
+  save_figure(fig, path)
+
+
 def _hull_outline(points_Px2):
   """Closed outline (rows, cols) of the convex hull of 2D points, or None when degenerate."""
   unique = np.unique(np.round(points_Px2, 3), axis=0)

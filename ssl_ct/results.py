@@ -1,7 +1,8 @@
-"""Localization results folders: one per run, never rewritten, the newest reachable as `latest`.
+"""Results folders: one per run, never rewritten, the newest reachable as `latest`.
 
   <workdir>/localization/<YYYYmmdd-HHMMSS>/   boxes.json, report.md, figures of one run
   <workdir>/localization/latest               symlink to the newest complete run
+  <workdir>/segmentation/...                  the same for segmentation runs (label volumes, IoU)
 
 A run is written into a hidden partial folder (ssl_ct.outputs.atomic_dir) and renamed into
 place when complete; then `latest` is switched to it (an atomic rename of a new link).
@@ -21,8 +22,8 @@ FOLDER = "localization"
 LATEST = "latest"
 
 
-def root(workdir):
-  return os.path.join(workdir, FOLDER)
+def root(workdir, folder=FOLDER):
+  return os.path.join(workdir, folder)
 
 
 def _new_name(parent):
@@ -35,9 +36,9 @@ def _new_name(parent):
 
 
 @contextlib.contextmanager
-def new_run(workdir):
-  """Yields the folder to write one localization run into; publishes it as `latest` on success."""
-  parent = root(workdir)
+def new_run(workdir, folder=FOLDER):
+  """Yields the folder to write one run into; publishes it as `latest` on success."""
+  parent = root(workdir, folder)
   os.makedirs(parent, exist_ok=True)
   final = os.path.join(parent, _new_name(parent))
   with outputs.atomic_dir(final) as tmp:
@@ -59,9 +60,9 @@ def read_config(run_dir):
     raise InputError(f"{path} cannot be read ({e}); localize again to make a complete results folder") from e
 
 
-def latest(workdir):
+def latest(workdir, folder=FOLDER):
   """The newest complete run's folder; InputError when the workdir has none."""
-  path = os.path.join(root(workdir), LATEST)
+  path = os.path.join(root(workdir, folder), LATEST)
   if not os.path.isdir(path):
-    raise InputError(f"no localization results in {root(workdir)}; localize first (python -m ssl_ct.main --mode=localize)")
+    raise InputError(f"no results in {root(workdir, folder)}; run --mode=localize (or --mode=all) first")
   return os.path.realpath(path)

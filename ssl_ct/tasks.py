@@ -6,8 +6,8 @@ import jax
 import numpy as np
 
 from ssl_ct import localize_rotation, localize_sorting
-from ssl_ct.data import pipeline
-from ssl_ct.models import heads
+from ssl_ct.data import labeled, pipeline
+from ssl_ct.models import heads, segmentation
 
 
 @dataclasses.dataclass
@@ -19,6 +19,9 @@ class RotationTask:
 
   def make_model(self):
     return heads.make_model(self.config.model, num_classes=len(self.config.data.angles_deg))
+
+  def init_params(self):
+    return None  # pretext tasks start from random parameters
 
   def make_loader(self, dataset, *, seed, batch_size, shard_options=None):
     return pipeline.make_rotation_loader(dataset, self.config.data, seed=seed, batch_size=batch_size, shard_options=shard_options)
@@ -69,6 +72,9 @@ class SortingTask:
   def make_model(self):
     return heads.make_model(self.config.model)
 
+  def init_params(self):
+    return None  # pretext tasks start from random parameters
+
   def split(self, dataset):
     """(train ids, validation ids) of the dataset's volumes."""
     names = [v.name for v in dataset.volumes]
@@ -115,7 +121,92 @@ class SortingTask:
     )
 
 
-TASKS = {"rotation": RotationTask, "sorting": SortingTask}
+@dataclasses.dataclass
+class SegmentationTask:
+  """Supervised segmentation of labelled slices (paper 3.2); the encoder pre-trained by any pretext task (`init`)."""
+
+  config: object
+  units = "slices"
+
+  def make_model(self):
+    return segmentation.make_model(self.config.model, num_classes=self.config.data.num_classes)
+
+  def split(self, dataset):
+    """(unlabelled, fine-tune, test) volume ids."""
+    data = self.config.data
+    return labeled.annotated_split(
+      dataset, num_annotated=data.num_annotated, test_fraction=data.test_fraction, seed=data.split_seed
+    )
+
+  def make_loader(self, dataset, *, seed, batch_size, shard_options=None):
+    _, finetune, _ = self.split(dataset)
+    data = self.config.data
+    records = labeled.labelled_records(
+      dataset, finetune, axis=data.segment_axis, label_fraction=data.label_fraction, seed=data.split_seed
+    )
+    return labeled.make_loader(dataset, data, records, seed=seed, batch_size=batch_size, shard_options=shard_options)
+
+  def validation_batches(self, dataset):
+    # Slices of the test volumes, logged only: no choice (step, rule) is made on them.
+    _, _, test = self.split(dataset)
+    data = self.config.data
+    records = labeled.labelled_records(dataset, test, axis=data.segment_axis, label_fraction=1.0, seed=data.split_seed)
+    read = labeled.ReadLabelledSlice(dataset, axis=data.segment_axis, size=data.slice_size, rotate=False)
+    picked = [records[i] for i in np.linspace(0, len(records) - 1, self.config.train.validation_slices).round().astype(int)]
+    items = [read.random_map({"volume": v, "index": i}, None) for v, i in picked]
+    size = data.batch_size
+    return [{k: np.stack([x[k] for x in items[i : i + size]]) for k in items[0]} for i in range(0, len(items) - size + 1, size)]
+
+  def example_batch(self, batch_size):
+    n = self.config.data.slice_size
+    return {
+      "image": jax.ShapeDtypeStruct((batch_size, n, n, 1), np.float32),
+      "labels": jax.ShapeDtypeStruct((batch_size, n, n), np.int32),
+      "volume": jax.ShapeDtypeStruct((batch_size,), np.int32),
+    }
+
+  def init_params(self):
+    """The pre-trained encoder of `config.init` (a pretext workdir), loaded by name; None for random init."""
+    if not self.config.init:
+      return None
+    from ssl_ct import segment  # segment reads pretext workdirs through this module's TASKS
+
+    encoder = segment.pretrained_encoder(self.config.init, self.config.model)
+    return lambda params: segment.load_encoder(params, encoder)
+
+
+@dataclasses.dataclass
+class ContrastiveTask:
+  """SimCLR (loss nt_xent) or MoCo v3 (loss moco_v3, with opt.ema_momentum > 0) on two augmented
+  views of each slice: the general-purpose pre-training baselines of the paper's Table 1."""
+
+  config: object
+  units = "pairs"
+
+  def make_model(self):
+    return heads.make_contrastive_model(self.config.model)
+
+  def make_loader(self, dataset, *, seed, batch_size, shard_options=None):
+    return pipeline.make_contrastive_loader(
+      dataset, self.config.data, seed=seed, batch_size=batch_size, shard_options=shard_options
+    )
+
+  def validation_batches(self, dataset):
+    del dataset  # the contrastive accuracy of the training batches is logged; the segmentation study is the test
+    return []
+
+  def example_batch(self, batch_size):
+    n = self.config.data.slice_size
+    view = jax.ShapeDtypeStruct((batch_size, n, n, 1), np.float32)
+    return {"view1": view, "view2": view, "volume": jax.ShapeDtypeStruct((batch_size,), np.int32)}
+
+  def init_params(self):
+    return None
+
+
+TASKS = {"rotation": RotationTask, "sorting": SortingTask, "segmentation": SegmentationTask, "contrastive": ContrastiveTask}
+# The tasks whose models localize samples (a localizer and a trust rule); the others pre-train or segment.
+LOCALIZING = ("rotation", "sorting")
 
 
 def get_task(config):

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.stats
 from absl import flags
 
-from ssl_ct.data import fov, slices
+from ssl_ct.data import augment, fov, slices
 from ssl_ct.errors import InputError
 
 
@@ -128,6 +128,43 @@ def rotation_validation_batches(dataset, data_config, *, seed, num_pairs, batch_
   return [{key: np.stack([p[key] for p in batch]) for key in batch[0]} for batch in stacked]
 
 
+class ReadTwoViews(grain.transforms.RandomMap):
+  """Record -> two augmented views of one slice, {"view1", "view2"} (SimCLR, MoCo v3).
+
+  Both views start from the same field-of-view window under one random base rotation; each
+  then gets its own augmentation of `augment_strength` (ssl_ct/data/augment.py).
+  """
+
+  def __init__(self, dataset, data_config):
+    self.volumes = dataset.volumes
+    self.ranges = [dataset.ranges[v.name] for v in self.volumes]
+    self.fovs = [dataset.fovs[v.name] for v in self.volumes]
+    self.size, self.strength = data_config.slice_size, data_config.augment_strength
+
+  def random_map(self, element, rng):
+    vol_id, axis, index = element["volume"], element["axis"], element["index"]
+    volume = self.volumes[vol_id]
+    windows = fov.slice_windows(volume.shape, self.fovs[vol_id], axis, index)
+    window = windows[int(rng.integers(len(windows)))]
+    base = slices.model_input(volume.slice(axis, index), self.ranges[vol_id], self.size, rng.uniform(0.0, 360.0), window)
+    views = [augment.augment(base, rng, self.strength) for _ in range(2)]
+    return {"view1": views[0], "view2": views[1], "volume": np.int32(vol_id)}
+
+
+def make_contrastive_loader(dataset, data_config, *, seed, batch_size, shard_options=None, num_epochs=None):
+  """Infinite (by default) loader of batches of two-view pairs from every slice of every volume."""
+  source = make_slice_addresses(dataset)
+  shard_options = shard_options or grain.sharding.NoSharding()
+  sampler = grain.samplers.IndexSampler(len(source), shard_options=shard_options, shuffle=True, num_epochs=num_epochs, seed=seed)
+  _allow_workers(data_config)
+  return grain.DataLoader(
+    data_source=source,
+    sampler=sampler,
+    operations=[ReadTwoViews(dataset, data_config), grain.transforms.Batch(batch_size, drop_remainder=True)],
+    worker_count=data_config.num_workers,
+  )
+
+
 def sort_axis(shape, configured):
   """The axis slices are sorted along: the configured one, or the longest (-1)."""
   return int(np.argmax(shape)) if configured == -1 else int(configured)
@@ -190,7 +227,8 @@ class ReadSortingGroup(grain.transforms.RandomMap):
       windows = fov.slice_windows(volume.shape, volume_fov, axis, int(index))
       window = windows[int(rng.integers(len(windows)))]
       angle = rng.uniform(0.0, 360.0) if c.rotate else 0.0
-      images.append(slices.model_input(volume.slice(axis, int(index)), self.ranges[slot], c.slice_size, angle, window))
+      image = slices.model_input(volume.slice(axis, int(index)), self.ranges[slot], c.slice_size, angle, window)
+      images.append(augment.augment(image, rng, c.augment_strength))  # strength 0: no draw, the same stream
     k = len(positions)
     return {
       "image": np.stack(images),

@@ -1,0 +1,159 @@
+"""Labelled slices for segmentation: which volumes are annotated, which slices fine-tune, the batches.
+
+The paper's split (3.2): pre-training sees the unlabelled volumes; of the annotated ones a
+seeded part fine-tunes and the rest is the test set, never seen in fine-tuning. Of the
+fine-tuning volumes' slices, `label_fraction` (the paper's 1% and 100%) carry their labels into
+training. A record is one labelled slice; the transform reads the image and its label map,
+cuts the slice's field-of-view window, and resamples both to the model's input side (bilinear
+for the image, nearest for the labels) under one random rotation about the slice axis.
+
+Shapes: H x W raw slice, N model input side.
+"""
+
+import dataclasses
+import os
+
+import grain
+import numpy as np
+import scipy.ndimage
+
+from ssl_ct.data import formats, fov, slices
+from ssl_ct.errors import InputError
+
+
+def annotated_split(dataset, *, num_annotated, test_fraction, seed):
+  """(unlabelled ids, fine-tune ids, test ids) among the dataset's volumes with labels."""
+  labelled = [i for i, v in enumerate(dataset.volumes) if "labels" in dataset.truth.get(v.name, {})]
+  if not labelled:
+    raise InputError("no volume has a label map (truth.json 'labels'); segmentation needs annotated volumes")
+  order = [labelled[i] for i in np.random.default_rng([seed, 17]).permutation(len(labelled))]
+  annotated = order[: num_annotated or len(order)]
+  held = max(1, int(round(test_fraction * len(annotated)))) if len(annotated) > 1 else 0
+  if len(annotated) - held < 1:
+    raise InputError(
+      f"{len(annotated)} annotated volumes leave none to fine-tune on; add annotated volumes or lower data.test_fraction"
+    )
+  unlabelled = sorted(set(range(len(dataset.volumes))) - set(annotated))
+  return unlabelled, sorted(annotated[held:]), sorted(annotated[:held])
+
+
+def open_labels(dataset, volume_id):
+  entry = dataset.truth[dataset.volumes[volume_id].name]
+  labels = formats.open_volume(os.path.join(dataset.root, entry["labels"]))
+  if labels.shape != dataset.input_shape(dataset.volumes[volume_id].name):
+    raise InputError(f"{labels.where}: label map of shape {labels.shape} does not match its volume's; fix truth.json 'labels'")
+  return labels
+
+
+def resample_labels(square_SxS, size, angle_deg):
+  """The labels' twin of slices.rotate_resize: the same geometry, nearest neighbour, no smoothing."""
+  s = square_SxS.shape[0]
+  theta = np.deg2rad(angle_deg)
+  matrix = (s / size) * np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+  offset = (s - 1) / 2 - matrix @ np.array([(size - 1) / 2, (size - 1) / 2])
+  return scipy.ndimage.affine_transform(square_SxS, matrix, offset, output_shape=(size, size), order=0, mode="constant")
+
+
+def model_labels(labels_HxW, size, angle_deg, window):
+  """int32 N x N labels from a raw label slice, cut to `window` and resampled like the image."""
+  cut = labels_HxW[window[0] : window[1], window[2] : window[3]]
+  return resample_labels(slices.pad_to_square(cut.astype(np.float32)), size, angle_deg).round().astype(np.int32)
+
+
+@dataclasses.dataclass
+class LabelledSlices(grain.sources.RandomAccessDataSource):
+  """Record i -> {"volume", "index"}: the labelled slices chosen for fine-tuning."""
+
+  records: list  # (volume id, slice index)
+
+  def __len__(self):
+    return len(self.records)
+
+  def __getitem__(self, record):
+    volume, index = self.records[record]
+    return {"volume": volume, "index": index}
+
+
+def labelled_records(dataset, volume_ids, *, axis, label_fraction, seed):
+  """The (volume, slice) pairs whose labels fine-tuning may use: `label_fraction` of the slices, at least one."""
+  every = [
+    (v, i)
+    for v in volume_ids
+    for i in range(*fov.valid_indices(dataset.volumes[v].shape, dataset.fovs[dataset.volumes[v].name], axis))
+  ]
+  keep = max(1, int(round(label_fraction * len(every))))
+  chosen = np.random.default_rng([seed, 19]).choice(len(every), size=keep, replace=False)
+  return [every[i] for i in sorted(chosen)]
+
+
+class ReadLabelledSlice(grain.transforms.RandomMap):
+  """Record -> {"image": N x N x 1, "labels": N x N}, one random rotation for both when `rotate`."""
+
+  def __init__(self, dataset, *, axis, size, rotate):
+    self.dataset, self.axis, self.size, self.rotate = dataset, axis, size, rotate
+    self._labels = {}
+
+  def labels(self, volume_id):
+    if volume_id not in self._labels:  # opened lazily: per worker process
+      self._labels[volume_id] = open_labels(self.dataset, volume_id)
+    return self._labels[volume_id]
+
+  def random_map(self, element, rng):
+    volume_id, index = int(element["volume"]), int(element["index"])
+    volume = self.dataset.volumes[volume_id]
+    (window, *_) = fov.slice_windows(volume.shape, self.dataset.fovs[volume.name], self.axis, index)
+    angle = rng.uniform(0.0, 360.0) if self.rotate else 0.0
+    image = slices.model_input(volume.slice(self.axis, index), self.dataset.ranges[volume.name], self.size, angle, window)
+    labels = model_labels(self.labels(volume_id).slice(self.axis, index), self.size, angle, window)
+    return {"image": image, "labels": labels, "volume": np.int32(volume_id)}
+
+
+def make_loader(dataset, data_config, records, *, seed, batch_size, shard_options=None):
+  """Infinite loader of batches of labelled slices (this process's share)."""
+  source = LabelledSlices(records)
+  shard_options = shard_options or grain.sharding.NoSharding()
+  sampler = grain.samplers.IndexSampler(len(source), shard_options=shard_options, shuffle=True, num_epochs=None, seed=seed)
+  read = ReadLabelledSlice(dataset, axis=data_config.segment_axis, size=data_config.slice_size, rotate=data_config.rotate)
+  return grain.DataLoader(
+    data_source=source,
+    sampler=sampler,
+    operations=[read, grain.transforms.Batch(batch_size, drop_remainder=True)],
+    worker_count=data_config.num_workers,
+  )
+
+
+def predict_volume(volume, volume_fov, value_range, *, predict_fn, params, axis, size, batch_size):
+  """uint8 label volume, slice by slice along `axis`: argmax of the logits resampled back to the slice's
+  (first) field-of-view window; voxels outside every window are background."""
+  labels = np.zeros(volume.shape, np.uint8)
+  first, stop = fov.valid_indices(volume.shape, volume_fov, axis)
+  pending = []
+
+  def flush():
+    images = np.stack([p[2] for p in pending] + [pending[0][2]] * (batch_size - len(pending)))
+    for (index, window, _), logits_NxNxK in zip(pending, np.asarray(predict_fn(params, images))):
+      side = max(window[1] - window[0], window[3] - window[2])
+      classes = resample_labels(np.argmax(logits_NxNxK, -1).astype(np.float32), side, 0.0)  # back to the window's voxels
+      h, w = window[1] - window[0], window[3] - window[2]
+      r0, c0 = (side - h) // 2, (side - w) // 2  # pad_to_square centred the window
+      target = [slice(None)] * 3
+      target[axis] = index
+      plane = labels[tuple(target)]
+      plane[window[0] : window[1], window[2] : window[3]] = classes[r0 : r0 + h, c0 : c0 + w].round().astype(np.uint8)
+    pending.clear()
+
+  for index in range(first, stop):
+    (window, *_) = fov.slice_windows(volume.shape, volume_fov, axis, index)
+    pending.append((index, window, slices.model_input(volume.slice(axis, index), value_range, size, 0.0, window)))
+    if len(pending) == batch_size:
+      flush()
+  if pending:
+    flush()
+  return labels
+
+
+def iou(pred_DxHxW, truth_DxHxW, label=1):
+  """Intersection over union of one class, over the whole volume (3D)."""
+  p, t = pred_DxHxW == label, truth_DxHxW == label
+  union = np.logical_or(p, t).sum()
+  return float(np.logical_and(p, t).sum() / union) if union else 1.0

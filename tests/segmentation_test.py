@@ -1,0 +1,243 @@
+"""Segmentation leg (paper 3.2): the contrastive losses and CE + Dice by hand, the EMA update,
+the decoders over every encoder, IoU, the encoder restore, and a tiny Table-1 study end to end."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl.testing import absltest, parameterized
+
+from configs import segment_medaka
+from ssl_ct import losses, segment, train
+from ssl_ct.data import augment, labeled
+from ssl_ct.errors import InputError
+from ssl_ct.models import resnet, segmentation
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _unit(x):
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _log_softmax(row):
+  row = row - row.max()
+  return row - np.log(np.exp(row).sum())
+
+
+class LossesTest(absltest.TestCase):
+  def test_nt_xent_is_the_simclr_formula(self):
+    z = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)  # B = 3 slices, two views
+    t = 0.3
+    u = _unit(z)
+    expected = []
+    for i in range(6):
+      j = (i + 3) % 6
+      others = [k for k in range(6) if k != i]
+      sims = np.array([u[i] @ u[k] for k in others]) / t
+      expected.append(-(u[i] @ u[j] / t - np.log(np.exp(sims).sum())))
+    loss, metrics = losses.nt_xent(jnp.asarray(z), temperature=t)
+    np.testing.assert_allclose(float(loss), np.mean(expected), rtol=1e-5)
+    self.assertBetween(float(metrics["contrastive_acc"]), 0.0, 1.0)
+
+  def test_nt_xent_is_low_when_the_views_agree(self):
+    z = np.random.default_rng(1).normal(size=(4, 16)).astype(np.float32)
+    agree = np.concatenate([z, z + 0.01])
+    differ = np.random.default_rng(2).normal(size=(8, 16)).astype(np.float32)
+    low, metrics = losses.nt_xent(jnp.asarray(agree), temperature=0.1)
+    high, _ = losses.nt_xent(jnp.asarray(differ), temperature=0.1)
+    self.assertLess(float(low), float(high))
+    self.assertEqual(float(metrics["contrastive_acc"]), 1.0)
+
+  def test_info_nce_and_symmetric_moco_v3(self):
+    rng = np.random.default_rng(3)
+    q, k = rng.normal(size=(4, 6)).astype(np.float32), rng.normal(size=(4, 6)).astype(np.float32)
+    t = 0.2
+    logits = _unit(q) @ _unit(k).T / t
+    expected = -np.mean([_log_softmax(logits[i])[i] for i in range(4)]) * 2 * t
+    loss, _ = losses.info_nce(jnp.asarray(q), jnp.asarray(k), temperature=t)
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+    p = rng.normal(size=(8, 6)).astype(np.float32)
+    keys = rng.normal(size=(8, 6)).astype(np.float32)
+    both, _ = losses.moco_v3(jnp.asarray(p), jnp.asarray(keys), temperature=t)
+    a, _ = losses.info_nce(jnp.asarray(p[:4]), jnp.asarray(keys[4:]), temperature=t)
+    b, _ = losses.info_nce(jnp.asarray(p[4:]), jnp.asarray(keys[:4]), temperature=t)
+    np.testing.assert_allclose(float(both), float(a) + float(b), rtol=1e-6)
+    grad_keys = jax.grad(lambda kk: losses.moco_v3(jnp.asarray(p), kk, temperature=t)[0])(jnp.asarray(keys))
+    np.testing.assert_array_equal(grad_keys, 0.0)  # the momentum keys carry no gradient
+
+  def test_cross_entropy_dice_by_hand(self):
+    logits = np.array([[[[2.0, 0.0], [0.0, 1.0]]]], np.float32)  # 1 x 1 x 2 pixels x 2 classes
+    labels = np.array([[[0, 1]]])
+    p = np.exp(logits[0, 0]) / np.exp(logits[0, 0]).sum(-1, keepdims=True)
+    ce = -np.mean([np.log(p[0, 0]), np.log(p[1, 1])])
+    overlap, total = p[1, 1], p[0, 1] + p[1, 1] + 1.0  # class 1: its probabilities plus its one pixel
+    dice = (2 * overlap + 1.0) / (total + 1.0)
+    loss, metrics = losses.cross_entropy_dice(jnp.asarray(logits), jnp.asarray(labels), dice_weight=0.5)
+    np.testing.assert_allclose(float(metrics["ce"]), ce, rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["dice"]), dice, rtol=1e-5)
+    np.testing.assert_allclose(float(loss), ce + 0.5 * (1 - dice), rtol=1e-5)
+    self.assertEqual(float(metrics["pixel_acc"]), 1.0)
+
+
+class EmaTest(absltest.TestCase):
+  def test_momentum_parameters_follow_the_updated_parameters_inside_the_step(self):
+    model = segmentation.make_model(segment_medaka.get_config("tiny").model, num_classes=2)
+    batch = {"image": jnp.ones((2, 24, 24, 1)), "labels": jnp.zeros((2, 24, 24), jnp.int32)}
+    tx, schedule = optax.sgd(0.5), optax.constant_schedule(0.5)  # no warmup: the first step moves
+    seen = {}
+
+    def loss_fn(outputs, batch):
+      seen["keys"] = sorted(outputs)  # the step hands the online and the momentum outputs
+      return losses.cross_entropy_dice(outputs["online"], batch["labels"])
+
+    state = train.create_train_state(model, batch, jax.random.key(0), tx, momentum=0.9)
+    before = state.momentum_params
+    new_state, _ = train.train_step(state, batch, jax.random.key(1), loss_fn=loss_fn, schedule=schedule)
+    self.assertEqual(seen["keys"], ["momentum", "online"])
+    expected = jax.tree.map(lambda old, new: 0.9 * old + 0.1 * new, before, new_state.params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), new_state.momentum_params, expected)
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), new_state.params, state.params))
+    self.assertGreater(max(moved), 0.0)
+
+
+class DecodersTest(parameterized.TestCase):
+  @parameterized.product(encoder=sorted(resnet.ENCODERS), decoder=sorted(segmentation.DECODERS))
+  def test_logits_at_input_resolution_for_every_encoder(self, encoder, decoder):
+    config = segment_medaka.get_config(f"decoder={decoder}").model
+    config.name, config.width = encoder, 8
+    model = segmentation.make_model(config, num_classes=3)
+    images = jax.ShapeDtypeStruct((2, 96, 80, 1), jnp.float32)  # not square: any size the encoder takes
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), {"image": x}), images)
+    logits, _ = jax.eval_shape(lambda v, x: model.apply(v, {"image": x}), variables, images)
+    self.assertEqual(logits.shape, (2, 96, 80, 3))
+    self.assertIn("encoder", variables["params"])
+
+  @parameterized.parameters(("deeplabv3plus", "r18"), ("unet", "r152"))
+  def test_paper_sizes(self, decoder, variant):
+    config = segment_medaka.get_config(f"decoder={decoder},variant={variant}")
+    model = segmentation.make_model(config.model, num_classes=config.data.num_classes)
+    n = config.data.slice_size
+    images = jax.ShapeDtypeStruct((config.data.batch_size, n, n, 1), jnp.float32)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), {"image": x}), images)
+    logits, _ = jax.eval_shape(lambda v, x: model.apply(v, {"image": x}), variables, images)
+    self.assertEqual(logits.shape, (config.data.batch_size, n, n, 2))
+
+  def test_a_real_forward_pass_of_the_tiny_model(self):
+    config = segment_medaka.get_config("tiny")
+    model = segmentation.make_model(config.model, num_classes=2)
+    images = jnp.asarray(np.random.default_rng(0).uniform(size=(2, 24, 24, 1)), jnp.float32)
+    variables = model.init(jax.random.key(0), {"image": images})
+    logits, _ = model.apply(variables, {"image": images})
+    self.assertEqual(logits.shape, (2, 24, 24, 2))
+    self.assertTrue(bool(jnp.all(jnp.isfinite(logits))))
+
+
+class IouAndAugmentTest(absltest.TestCase):
+  def test_iou_by_hand(self):
+    pred = np.zeros((2, 3, 3), np.int32)
+    true = np.zeros((2, 3, 3), np.int32)
+    pred[0, :2, :2] = 1  # 4 voxels
+    true[0, 1:, 1:] = 1  # 4 voxels, 1 shared
+    self.assertAlmostEqual(labeled.iou(pred, true), 1 / 7)
+    self.assertEqual(labeled.iou(np.zeros((2, 2)), np.zeros((2, 2))), 1.0)  # nothing of the class anywhere
+    self.assertEqual(labeled.iou(true, true), 1.0)
+
+  def test_augment_strength_zero_is_identity_and_the_rest_is_seeded(self):
+    image = np.random.default_rng(0).uniform(size=(32, 32, 1)).astype(np.float32)
+    self.assertIs(augment.augment(image, np.random.default_rng(1), 0.0), image)
+    a = augment.augment(image, np.random.default_rng(1), 1.0)
+    b = augment.augment(image, np.random.default_rng(1), 1.0)
+    np.testing.assert_array_equal(a, b)
+    self.assertEqual((a.shape, a.dtype), (image.shape, np.float32))
+    self.assertGreater(float(np.abs(a - image).mean()), 0.01)
+    self.assertBetween(float(a.min()), 0.0, 1.0)
+    self.assertBetween(float(a.max()), 0.0, 1.0)
+
+
+class StudyTest(absltest.TestCase):
+  """The tiny study once: pre-trains with sorting, fine-tunes from it and from random init."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.workdir = tempfile.mkdtemp()
+    command = [
+      sys.executable,
+      os.path.join(ROOT, "experiments", "segmentation_pretraining.py"),
+      f"--workdir={cls.workdir}",
+      "--tiny",
+      "--seeds=1",
+      "--methods=none,sorting",
+      "--pretrain-steps=2",
+      "--finetune-steps=2",
+    ]
+    cls.study = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+  def test_the_study_writes_its_table(self):
+    self.assertEqual(self.study.returncode, 0, self.study.stderr[-3000:])
+    with open(os.path.join(self.workdir, "table1.json")) as f:
+      table = json.load(f)
+    self.assertEqual(set(table["iou"]), {"none", "sorting"})
+    for by_fraction in table["iou"].values():
+      self.assertEqual(set(by_fraction), {"0.01", "1.0"})
+      for ious in by_fraction.values():
+        self.assertLen(ious, 1)
+        self.assertBetween(ious[0], 0.0, 1.0)
+    text = open(os.path.join(self.workdir, "table1.md")).read()
+    self.assertIn("| sorting |", text)
+    self.assertIn("Intensity-threshold floor", text)
+    self.assertTrue(os.path.exists(os.path.join(self.workdir, "table1.png")))
+    finetuned = os.path.join(self.workdir, "finetune", "sorting_1_0", "segmentation", "latest")
+    self.assertTrue(os.path.exists(os.path.join(finetuned, "report.md")))
+    self.assertNotEmpty([n for n in os.listdir(finetuned) if n.endswith("_labels.zarr")])
+
+  def test_the_sorting_encoder_goes_into_the_segmentation_model_by_name(self):
+    self.assertEqual(self.study.returncode, 0, self.study.stderr[-3000:])
+    pretrained = os.path.join(self.workdir, "pretrain", "sorting")
+    config = segment_medaka.get_config("tiny")
+    encoder = segment.pretrained_encoder(pretrained, config.model)
+    model = segmentation.make_model(config.model, num_classes=2)
+    images = jnp.zeros((1, 24, 24, 1))
+    params = model.init(jax.random.key(5), {"image": images})["params"]
+    loaded = segment.load_encoder(params, encoder)
+    for name in params["encoder"]:
+      jax.tree.map(np.testing.assert_array_equal, loaded["encoder"][name], encoder[name])
+    self.assertEqual(set(loaded) - {"encoder"}, set(params) - {"encoder"})  # the decoder stays as initialised
+    config.model.width = 8
+    with self.assertRaisesRegex(InputError, "model.width=4"):
+      segment.pretrained_encoder(pretrained, config.model)
+    with self.assertRaisesRegex(InputError, "cannot read"):
+      segment.pretrained_encoder(tempfile.mkdtemp(), config.model)
+
+  def _main(self, workdir, *flags):
+    command = [sys.executable, "-m", "ssl_ct.main", "--config=configs/segment_medaka.py:tiny", f"--workdir={workdir}"]
+    command += [f"--config.data.cache_dir={os.path.join(self.workdir, 'data')}", *flags]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+  def test_main_fine_tunes_from_a_pretext_workdir_and_refuses_another_encoder(self):
+    self.assertEqual(self.study.returncode, 0, self.study.stderr[-3000:])
+    pretrained = os.path.join(self.workdir, "pretrain", "sorting")
+    workdir = tempfile.mkdtemp()
+    done = self._main(workdir, f"--config.init={pretrained}")
+    self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+    self.assertIn("segmentation IoU on the test volumes: iou_1=", done.stdout)
+    run = os.path.join(workdir, "segmentation", "latest")
+    with open(os.path.join(run, "metrics.json")) as f:
+      result = json.load(f)
+    self.assertEqual(result["pretext_init"], pretrained)
+    self.assertBetween(result["summary"]["iou_1"], 0.0, 1.0)
+    self.assertNotEmpty(os.listdir(os.path.join(run, "overlays")))
+    refused = self._main(tempfile.mkdtemp(), f"--config.init={pretrained}", "--config.model.width=8")
+    self.assertEqual(refused.returncode, 2, refused.stderr[-3000:])
+    self.assertRegex(refused.stderr.strip().splitlines()[-1], r"^error: init=.*model\.width=4")
+
+
+if __name__ == "__main__":
+  absltest.main()
