@@ -47,6 +47,7 @@ def get_config(arg=None):
   config.data.num_annotated = 15  # volumes with labels the study uses (paper: 15); 0 = every labelled one
   config.data.test_fraction = 1 / 3  # of the annotated volumes: the test set (paper: 5 of 15)
   config.data.label_fraction = 1.0  # of the fine-tuning slices, labelled (paper: 0.01 and 1.0)
+  config.data.foreground_fraction = 1 / 3  # slices showing the structure repeated to this share of the draws (nnU-Net's)
   config.data.rotate = True  # random rotation of each slice and its labels about the slice axis
   config.data.batch_size = 16  # slices per step, over all devices
   config.data.num_workers = 4  # grain worker processes; 0 = in the main process

@@ -34,6 +34,7 @@ _RULES = (
   ("data.num_annotated", lambda v: _is_int(v, 0), "an integer >= 0 (0: every labelled volume)"),
   ("data.test_fraction", lambda v: _is_num(v, 0, 0.9) and v > 0, "a fraction in (0, 0.9]"),
   ("data.label_fraction", lambda v: _is_num(v, 0, 1) and v > 0, "a fraction in (0, 1]"),
+  ("data.foreground_fraction", lambda v: _is_num(v, 0, 1) and v < 1, "a fraction in [0, 1)"),
   ("model.aspp_rates", lambda v: len(v) >= 1 and all(_is_int(r, 1) for r in v), "whole atrous rates >= 1"),
   ("train.validation_slices", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("model.projection_hidden", lambda v: _is_int(v, 1), "an integer >= 1"),

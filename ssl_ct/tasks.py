@@ -144,6 +144,7 @@ class SegmentationTask:
     records = labeled.labelled_records(
       dataset, finetune, axis=data.segment_axis, label_fraction=data.label_fraction, seed=data.split_seed
     )
+    records = labeled.oversample_foreground(dataset, records, axis=data.segment_axis, fraction=data.foreground_fraction)
     return labeled.make_loader(dataset, data, records, seed=seed, batch_size=batch_size, shard_options=shard_options)
 
   def validation_batches(self, dataset):

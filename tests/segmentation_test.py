@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -148,6 +149,19 @@ class IouAndAugmentTest(absltest.TestCase):
     self.assertAlmostEqual(labeled.iou(pred, true), 1 / 7)
     self.assertEqual(labeled.iou(np.zeros((2, 2)), np.zeros((2, 2))), 1.0)  # nothing of the class anywhere
     self.assertEqual(labeled.iou(true, true), 1.0)
+
+  def test_foreground_slices_are_repeated_to_the_asked_share(self):
+    labels = np.zeros((10, 4, 4), np.int32)
+    labels[2, 1, 1] = labels[5, 0, 3] = 1  # two of ten slices show the structure
+    records = [(0, i) for i in range(10)]
+    with mock.patch.object(labeled, "open_labels", lambda dataset, v: mock.Mock(read=lambda: labels)):
+      drawn = labeled.oversample_foreground(None, records, axis=0, fraction=1 / 3)
+      self.assertEqual(drawn.count((0, 2)), 2)
+      self.assertEqual(drawn.count((0, 5)), 2)
+      self.assertLen(drawn, 12)  # 4 of 12 draws show it: the asked third
+      self.assertEqual(sorted(set(drawn)), records)  # the same labelled slices, no new ones
+      self.assertEqual(labeled.oversample_foreground(None, records, axis=0, fraction=0.0), records)
+      self.assertEqual(labeled.oversample_foreground(None, records, axis=0, fraction=0.1), records)  # 20% already
 
   def test_augment_strength_zero_is_identity_and_the_rest_is_seeded(self):
     image = np.random.default_rng(0).uniform(size=(32, 32, 1)).astype(np.float32)

@@ -86,6 +86,23 @@ def labelled_records(dataset, volume_ids, *, axis, label_fraction, seed):
   return [every[i] for i in sorted(chosen)]
 
 
+def oversample_foreground(dataset, records, *, axis, fraction):
+  """`records` with the slices that show a foreground class repeated until they are about
+  `fraction` of the list (nnU-Net's foreground oversampling, 1/3 there): a structure on a few
+  slices would otherwise be seen too rarely to be learnt. The labelled slices stay the same."""
+  if fraction <= 0:
+    return list(records)
+  by_volume = {}
+  for v, _ in records:
+    by_volume.setdefault(v, open_labels(dataset, v).read())
+  shows = [bool((by_volume[v].take(i, axis=axis) > 0).any()) for v, i in records]
+  positive, negative = sum(shows), len(records) - sum(shows)
+  if positive == 0 or negative == 0 or positive / len(records) >= fraction:
+    return list(records)
+  repeat = max(1, int(round(fraction * negative / ((1 - fraction) * positive))))
+  return [r for r, s in zip(records, shows) for _ in range(repeat if s else 1)]
+
+
 class ReadLabelledSlice(grain.transforms.RandomMap):
   """Record -> {"image": N x N x 1, "labels": N x N}, one random rotation for both when `rotate`."""
 
