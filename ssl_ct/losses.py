@@ -74,7 +74,8 @@ def cross_entropy_dice(logits_BxHxWxK, labels_BxHxW, *, dice_weight=1.0, smooth=
 
 
 def _normalize(x_BxD):
-  return x_BxD / jnp.maximum(jnp.linalg.norm(x_BxD, axis=-1, keepdims=True), 1e-12)
+  # rsqrt of the clamped squared norm: a finite gradient at a zero row (jnp.linalg.norm's is NaN there).
+  return x_BxD * jax.lax.rsqrt(jnp.maximum(jnp.sum(x_BxD * x_BxD, axis=-1, keepdims=True), 1e-12))
 
 
 def nt_xent(z_2BxD, *, temperature=0.1):

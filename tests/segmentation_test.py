@@ -56,6 +56,12 @@ class LossesTest(absltest.TestCase):
     self.assertLess(float(low), float(high))
     self.assertEqual(float(metrics["contrastive_acc"]), 1.0)
 
+  def test_gradients_stay_finite_at_a_zero_embedding(self):
+    z = np.random.default_rng(4).normal(size=(6, 5)).astype(np.float32)
+    z[0] = 0.0  # an all-zero projection (a blank view) made the norm's gradient NaN and training diverge
+    for loss in (lambda x: losses.nt_xent(x)[0], lambda x: losses.moco_v3(x, jnp.asarray(z))[0]):
+      self.assertTrue(bool(jnp.all(jnp.isfinite(jax.grad(loss)(jnp.asarray(z))))))
+
   def test_info_nce_and_symmetric_moco_v3(self):
     rng = np.random.default_rng(3)
     q, k = rng.normal(size=(4, 6)).astype(np.float32), rng.normal(size=(4, 6)).astype(np.float32)
