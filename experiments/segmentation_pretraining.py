@@ -20,6 +20,7 @@ Nothing in the study is tuned towards a winner: every setting is the demo config
 """
 
 import argparse
+import json
 import math
 import os
 import time
@@ -164,10 +165,14 @@ def main():
       continue
     config = _pretext_config(method, paths, args.pretrain_steps, base.data.cache_dir, strength, size)
     workdir = os.path.join(args.workdir, "pretrain", label.replace(" ", "_").replace("(", "").replace(")", ""))
-    outputs.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1, sort_keys=True))
-    start = time.perf_counter()
-    train.train_and_evaluate(config, workdir)
-    compute[label] = (args.pretrain_steps * _images_per_step(config), time.perf_counter() - start)
+    timing = os.path.join(workdir, "pretrain_seconds.json")  # a rerun of the study reuses a finished pre-training
+    if not os.path.exists(timing):
+      outputs.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1, sort_keys=True))
+      start = time.perf_counter()
+      train.train_and_evaluate(config, workdir)
+      outputs.write_json(timing, {"seconds": time.perf_counter() - start})
+    with open(timing) as f:
+      compute[label] = (args.pretrain_steps * _images_per_step(config), json.load(f)["seconds"])
     inits[label] = workdir
 
   floor = threshold_floor(dataset, finetune, test)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import types
 from unittest import mock
 
 import jax
@@ -168,6 +169,19 @@ class IouAndAugmentTest(absltest.TestCase):
       self.assertEqual(sorted(set(drawn)), records)  # the same labelled slices, no new ones
       self.assertEqual(labeled.oversample_foreground(None, records, axis=0, fraction=0.0), records)
       self.assertEqual(labeled.oversample_foreground(None, records, axis=0, fraction=0.1), records)  # 20% already
+
+  def test_a_small_label_fraction_keeps_the_structure_in_proportion(self):
+    labels = np.zeros((200, 4, 4), np.int32)
+    labels[40:60, 1, 1] = 1  # 20 of 200 slices show the structure
+    dataset = types.SimpleNamespace(volumes=[types.SimpleNamespace(shape=labels.shape, name="a")], fovs={"a": None})
+    with mock.patch.object(labeled, "open_labels", lambda dataset, v: mock.Mock(read=lambda: labels)):
+      for fraction, shown, others in ((0.01, 1, 2), (0.1, 2, 18), (0.5, 10, 90)):
+        records = labeled.labelled_records(dataset, [0], axis=0, label_fraction=fraction, seed=3)
+        showing = [i for _, i in records if 40 <= i < 60]
+        self.assertEqual((len(showing), len(records) - len(showing)), (shown, others), fraction)
+      self.assertLen(labeled.labelled_records(dataset, [0], axis=0, label_fraction=1.0, seed=3), 200)
+      again = labeled.labelled_records(dataset, [0], axis=0, label_fraction=0.1, seed=3)
+      self.assertEqual(again, labeled.labelled_records(dataset, [0], axis=0, label_fraction=0.1, seed=3))
 
   def test_augment_strength_zero_is_identity_and_the_rest_is_seeded(self):
     image = np.random.default_rng(0).uniform(size=(32, 32, 1)).astype(np.float32)
