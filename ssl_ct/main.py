@@ -13,7 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ssl_ct import config_checks, outputs
+from ssl_ct import config_checks, log_setup, outputs
 from ssl_ct.data import formats, sources
 from ssl_ct.errors import InputError, exit_on_input_error, run_cli
 
@@ -202,6 +202,7 @@ def _config_error(error, argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  log_setup.quiet_libraries()
   try:
     config = _CONFIG.value
     config.lock()

@@ -5,6 +5,7 @@ import functools
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -103,6 +104,11 @@ class TrainTest(absltest.TestCase):
     workdir = tempfile.mkdtemp()
     first = _main(workdir, "--mode=train")
     self.assertEqual(first.returncode, 0, first.stderr[-2000:])
+    # Libraries (orbax writes a dozen INFO lines per checkpoint) speak from WARNING up; ssl_ct's own lines stay.
+    own = {f for _, _, files in os.walk(os.path.join(REPO, "ssl_ct")) for f in files if f.endswith(".py")}
+    info_from = {m.group(1) for m in re.finditer(r"^I\d{4} \S+ +\d+ (\S+?):\d+\]", first.stderr, re.M)}
+    self.assertIn("train.py", info_from)
+    self.assertLessEqual(info_from, own)
     (data_file, *_) = sorted(glob.glob(os.path.join(workdir, "checkpoints", "2", "state", "d", "*")))
     with open(data_file, "r+b") as f:
       f.truncate(10)
