@@ -50,14 +50,14 @@ def new_run(workdir, folder=FOLDER):
   os.replace(link, os.path.join(parent, LATEST))
 
 
-def read_config(run_dir):
-  """The config a localization run was made with (its config.json)."""
+def read_config(run_dir, *, what=None, fix="localize again to make a complete results folder"):
+  """The config a run (or a workdir) was made with, its config.json; one-line InputError saying `fix` when unreadable."""
   path = os.path.join(run_dir, "config.json")
   try:
     with open(path) as f:
       return ml_collections.ConfigDict(json.load(f))
   except (OSError, ValueError) as e:
-    raise InputError(f"{path} cannot be read ({e}); localize again to make a complete results folder") from e
+    raise InputError(f"{what or path}: cannot read {path} ({e}); {fix}" if what else f"{path} cannot be read ({e}); {fix}") from e
 
 
 def latest(workdir, folder=FOLDER):

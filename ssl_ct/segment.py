@@ -9,11 +9,9 @@
   each foreground class; report.md and metrics.json list them.
 """
 
-import json
 import os
 
 import jax
-import ml_collections
 import numpy as np
 import tqdm
 
@@ -25,18 +23,9 @@ _ENCODER_KEYS = ("name", "width", "small_stem")  # what the encoder's parameters
 FOLDER = "segmentation"  # results folders: <workdir>/segmentation/<run>/
 
 
-def _read_config(workdir):
-  path = os.path.join(workdir, "config.json")
-  try:
-    with open(path) as f:
-      return ml_collections.ConfigDict(json.load(f))
-  except (OSError, ValueError) as e:
-    raise InputError(f"init={workdir}: cannot read {path} ({e}); give the workdir of a pre-training run") from e
-
-
 def pretrained_encoder(init, encoder_config):
   """params["encoder"] of the latest checkpoint in the pre-training workdir `init` (host arrays)."""
-  pre_config = _read_config(init)
+  pre_config = results.read_config(init, what=f"init={init}", fix="give the workdir of a pre-training run")
   for key in _ENCODER_KEYS:
     if pre_config.model[key] != encoder_config[key]:
       raise InputError(

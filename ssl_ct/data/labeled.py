@@ -17,7 +17,7 @@ import grain
 import numpy as np
 import scipy.ndimage
 
-from ssl_ct.data import formats, fov, slices
+from ssl_ct.data import formats, fov, pipeline, slices
 from ssl_ct.errors import InputError
 
 
@@ -74,6 +74,12 @@ class LabelledSlices(grain.sources.RandomAccessDataSource):
     return {"volume": volume, "index": index}
 
 
+def slices_showing_structure(dataset, records, *, axis):
+  """Per (volume, slice) record: whether its labels hold a foreground class (each label volume read once)."""
+  labels = {v: open_labels(dataset, v).read() for v in dict.fromkeys(v for v, _ in records)}
+  return [bool((labels[v].take(i, axis=axis) > 0).any()) for v, i in records]
+
+
 def labelled_records(dataset, volume_ids, *, axis, label_fraction, seed):
   """The (volume, slice) pairs whose labels fine-tuning may use: `label_fraction` of the slices.
 
@@ -88,8 +94,7 @@ def labelled_records(dataset, volume_ids, *, axis, label_fraction, seed):
   ]
   if label_fraction >= 1.0:
     return every
-  labels = {v: open_labels(dataset, v).read() for v in volume_ids}
-  shows = np.array([bool((labels[v].take(i, axis=axis) > 0).any()) for v, i in every])
+  shows = np.array(slices_showing_structure(dataset, every, axis=axis))
   rng = np.random.default_rng([seed, 19])
   chosen = []
   for stratum in (np.flatnonzero(shows), np.flatnonzero(~shows)):
@@ -105,10 +110,7 @@ def oversample_foreground(dataset, records, *, axis, fraction):
   slices would otherwise be seen too rarely to be learnt. The labelled slices stay the same."""
   if fraction <= 0:
     return list(records)
-  by_volume = {}
-  for v, _ in records:
-    by_volume.setdefault(v, open_labels(dataset, v).read())
-  shows = [bool((by_volume[v].take(i, axis=axis) > 0).any()) for v, i in records]
+  shows = slices_showing_structure(dataset, records, axis=axis)
   positive, negative = sum(shows), len(records) - sum(shows)
   if positive == 0 or negative == 0 or positive / len(records) >= fraction:
     return list(records)
@@ -140,16 +142,9 @@ class ReadLabelledSlice(grain.transforms.RandomMap):
 
 def make_loader(dataset, data_config, records, *, seed, batch_size, shard_options=None):
   """Infinite loader of batches of labelled slices (this process's share)."""
-  source = LabelledSlices(records)
-  shard_options = shard_options or grain.sharding.NoSharding()
-  sampler = grain.samplers.IndexSampler(len(source), shard_options=shard_options, shuffle=True, num_epochs=None, seed=seed)
   read = ReadLabelledSlice(dataset, axis=data_config.segment_axis, size=data_config.slice_size, rotate=data_config.rotate)
-  return grain.DataLoader(
-    data_source=source,
-    sampler=sampler,
-    operations=[read, grain.transforms.Batch(batch_size, drop_remainder=True)],
-    worker_count=data_config.num_workers,
-  )
+  operations = [read, grain.transforms.Batch(batch_size, drop_remainder=True)]
+  return pipeline.shuffled_loader(LabelledSlices(records), operations, data_config, seed=seed, shard_options=shard_options)
 
 
 def predict_volume(volume, volume_fov, value_range, *, predict_fn, params, axis, size, batch_size):

@@ -91,20 +91,23 @@ def _allow_workers(data_config):
     flags.FLAGS.mark_as_parsed()  # grain workers read absl flags; notebooks and tests never parse them
 
 
-def make_rotation_loader(dataset, data_config, *, seed, batch_size, shard_options=None, num_epochs=None):
-  """Infinite (by default) loader of rotation-pair batches of `batch_size` (this process's share)."""
-  source = make_slice_addresses(dataset)
+def shuffled_loader(source, operations, data_config, *, seed, shard_options=None, num_epochs=None):
+  """A grain DataLoader drawing `source`'s records shuffled and seeded (infinite by default)
+  through `operations`, on `data_config.num_workers` worker processes: every task's loader."""
   shard_options = shard_options or grain.sharding.NoSharding()
   sampler = grain.samplers.IndexSampler(len(source), shard_options=shard_options, shuffle=True, num_epochs=num_epochs, seed=seed)
+  _allow_workers(data_config)
+  return grain.DataLoader(data_source=source, sampler=sampler, operations=operations, worker_count=data_config.num_workers)
+
+
+def make_rotation_loader(dataset, data_config, *, seed, batch_size, shard_options=None, num_epochs=None):
+  """Infinite (by default) loader of rotation-pair batches of `batch_size` (this process's share)."""
   read = ReadRotationPair(
     dataset, size=data_config.slice_size, twin_range=data_config.twin_range, angles_deg=data_config.angles_deg
   )
-  _allow_workers(data_config)
-  return grain.DataLoader(
-    data_source=source,
-    sampler=sampler,
-    operations=[read, grain.transforms.Batch(batch_size, drop_remainder=True)],
-    worker_count=data_config.num_workers,
+  operations = [read, grain.transforms.Batch(batch_size, drop_remainder=True)]
+  return shuffled_loader(
+    make_slice_addresses(dataset), operations, data_config, seed=seed, shard_options=shard_options, num_epochs=num_epochs
   )
 
 
@@ -153,15 +156,9 @@ class ReadTwoViews(grain.transforms.RandomMap):
 
 def make_contrastive_loader(dataset, data_config, *, seed, batch_size, shard_options=None, num_epochs=None):
   """Infinite (by default) loader of batches of two-view pairs from every slice of every volume."""
-  source = make_slice_addresses(dataset)
-  shard_options = shard_options or grain.sharding.NoSharding()
-  sampler = grain.samplers.IndexSampler(len(source), shard_options=shard_options, shuffle=True, num_epochs=num_epochs, seed=seed)
-  _allow_workers(data_config)
-  return grain.DataLoader(
-    data_source=source,
-    sampler=sampler,
-    operations=[ReadTwoViews(dataset, data_config), grain.transforms.Batch(batch_size, drop_remainder=True)],
-    worker_count=data_config.num_workers,
+  operations = [ReadTwoViews(dataset, data_config), grain.transforms.Batch(batch_size, drop_remainder=True)]
+  return shuffled_loader(
+    make_slice_addresses(dataset), operations, data_config, seed=seed, shard_options=shard_options, num_epochs=num_epochs
   )
 
 
@@ -271,19 +268,12 @@ def make_sorting_loader(dataset, data_config, volume_ids, *, seed, batch_size, s
   if not volume_ids:
     raise InputError("no training volumes are left after the validation split; lower data.validation_fraction or add volumes")
   source = GroupRecords(len(volume_ids) * max(1, data_config.groups_per_epoch_per_volume))
-  shard_options = shard_options or grain.sharding.NoSharding()
-  sampler = grain.samplers.IndexSampler(len(source), shard_options=shard_options, shuffle=True, num_epochs=num_epochs, seed=seed)
-  _allow_workers(data_config)
-  return grain.DataLoader(
-    data_source=source,
-    sampler=sampler,
-    operations=[
-      ReadSortingGroup(dataset, volume_ids, data_config),
-      grain.transforms.Batch(groups, drop_remainder=True),
-      FlattenGroups(),
-    ],
-    worker_count=data_config.num_workers,
-  )
+  operations = [
+    ReadSortingGroup(dataset, volume_ids, data_config),
+    grain.transforms.Batch(groups, drop_remainder=True),
+    FlattenGroups(),
+  ]
+  return shuffled_loader(source, operations, data_config, seed=seed, shard_options=shard_options, num_epochs=num_epochs)
 
 
 def sorting_validation_batches(dataset, data_config, volume_ids, *, seed, num_groups):
