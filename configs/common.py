@@ -1,4 +1,5 @@
-"""Helpers shared by the configs: parsing the `:arg` suffix of `--config=configs/x.py:arg`."""
+"""Helpers shared by the configs: the `:arg` suffix of `--config=configs/x.py:arg`, the data
+fields every task opens its input with, and the synthetic medaka set."""
 
 import ml_collections
 
@@ -32,3 +33,26 @@ def parse_arg(arg, **spec):
     parsed[key] = _parse_value(value.strip(), spec[key]) if "=" in item else True
   parsed.lock()
   return parsed
+
+
+def input_fields(data):
+  """The fields of `config.data` that say where the volumes are and how to open them (every task)."""
+  data.path = ""  # folder, glob, volume, or list of them; "" = embedded synthetic set
+  data.cache_dir = ""  # where the synthetic set is cached; "" = <workdir>/data
+  data.fill_missing = False  # True: a missing zarr/N5 chunk reads as the fill value (default: an error)
+  data.remote_timeout_s = 30.0  # s, bound on each open and read of a gs://, s3://, http(s):// store
+  data.remote_retries = 3  # retries per remote request before giving up
+  # auto: analyse a chunked zarr copy (workdir/cache) of TIFF, TIFF-folder, HDF5 and large .npy
+  # inputs, whose y and x slices read far more than the slice; always | never.
+  data.analysis_copy = "auto"
+
+
+def medaka_synthetic(data):
+  """`config.data.synthetic`: the embedded medaka set at the paper's scale (the :demo configs shrink it)."""
+  data.synthetic = ml_collections.ConfigDict()
+  data.synthetic.kind = "medaka"
+  data.synthetic.seed = 0  # phantoms are deterministic in it
+  data.synthetic.num_volumes = 50  # paper: 50 of the 250 Medaka volumes
+  data.synthetic.shape = (768, 256, 256)  # voxels (z, y, x); real scans are ~6100x2000x2000
+  data.synthetic.z_jitter = 0.05  # +- fraction of z size between volumes
+  data.synthetic.dtype = "uint16"  # float32 | uint16

@@ -22,14 +22,7 @@ def get_config(arg=None):
   config.seed = 0  # seeds data order, init and dropout
 
   config.data = ml_collections.ConfigDict()
-  config.data.path = ""  # folder, glob, volume, or list of them; "" = embedded synthetic set
-  config.data.cache_dir = ""  # where the synthetic set is cached; "" = <workdir>/data
-  config.data.fill_missing = False  # True: a missing zarr/N5 chunk reads as the fill value (default: an error)
-  config.data.remote_timeout_s = 30.0  # s, bound on each open and read of a gs://, s3://, http(s):// store
-  config.data.remote_retries = 3  # retries per remote request before giving up
-  # auto: analyse a chunked zarr copy (workdir/cache) of TIFF, TIFF-folder, HDF5 and large .npy
-  # inputs, whose y and x slices read far more than the slice; always | never.
-  config.data.analysis_copy = "auto"
+  common.input_fields(config.data)
   config.data.synthetic = ml_collections.ConfigDict()
   config.data.synthetic.kind = "xenopus"
   config.data.synthetic.seed = 0  # phantoms are deterministic in it

@@ -24,19 +24,8 @@ def get_config(arg=None):
   config.init = ""  # a pre-training workdir whose encoder initialises the model; "" = random
 
   config.data = ml_collections.ConfigDict()
-  config.data.path = ""  # folder, glob, volume, or list of them; "" = embedded synthetic set
-  config.data.cache_dir = ""  # where the synthetic set is cached; "" = <workdir>/data
-  config.data.fill_missing = False  # True: a missing zarr/N5 chunk reads as the fill value (default: an error)
-  config.data.remote_timeout_s = 30.0  # s, bound on each open and read of a gs://, s3://, http(s):// store
-  config.data.remote_retries = 3  # retries per remote request before giving up
-  config.data.analysis_copy = "auto"  # chunked zarr copy of slow formats in <workdir>/cache: auto | always | never
-  config.data.synthetic = ml_collections.ConfigDict()
-  config.data.synthetic.kind = "medaka"
-  config.data.synthetic.seed = 0
-  config.data.synthetic.num_volumes = 50
-  config.data.synthetic.shape = (768, 256, 256)  # voxels (z, y, x)
-  config.data.synthetic.z_jitter = 0.05
-  config.data.synthetic.dtype = "uint16"
+  common.input_fields(config.data)
+  common.medaka_synthetic(config.data)
   config.data.downscale_to = 768  # longest side (voxels) the volumes are read at; 0 = as stored
   config.data.low_percentile = 0.5  # %, intensity mapped to 0
   config.data.high_percentile = 99.5  # %, intensity mapped to 1

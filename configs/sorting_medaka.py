@@ -22,21 +22,8 @@ def get_config(arg=None):
   config.seed = 0  # seeds data order, init and dropout
 
   config.data = ml_collections.ConfigDict()
-  config.data.path = ""  # folder, glob, volume, or list of them; "" = embedded synthetic set
-  config.data.cache_dir = ""  # where the synthetic set is cached; "" = <workdir>/data
-  config.data.fill_missing = False  # True: a missing zarr/N5 chunk reads as the fill value (default: an error)
-  config.data.remote_timeout_s = 30.0  # s, bound on each open and read of a gs://, s3://, http(s):// store
-  config.data.remote_retries = 3  # retries per remote request before giving up
-  # auto: analyse a chunked zarr copy (workdir/cache) of TIFF, TIFF-folder, HDF5 and large .npy
-  # inputs, whose y and x slices read far more than the slice; always | never.
-  config.data.analysis_copy = "auto"
-  config.data.synthetic = ml_collections.ConfigDict()
-  config.data.synthetic.kind = "medaka"
-  config.data.synthetic.seed = 0  # phantoms are deterministic in it
-  config.data.synthetic.num_volumes = 50  # paper: 50 of the 250 Medaka volumes
-  config.data.synthetic.shape = (768, 256, 256)  # voxels (z, y, x); real scans are ~6100x2000x2000
-  config.data.synthetic.z_jitter = 0.05  # +- fraction of z size between volumes
-  config.data.synthetic.dtype = "uint16"  # float32 | uint16
+  common.input_fields(config.data)
+  common.medaka_synthetic(config.data)
   config.data.downscale_to = 768  # longest side (voxels) the volumes are read at; 0 = as stored
   config.data.low_percentile = 0.5  # %, intensity mapped to 0
   config.data.high_percentile = 99.5  # %, intensity mapped to 1
