@@ -82,6 +82,9 @@ def get_config(arg=None):
   # Boxes are used only from a model whose validation rotation accuracy is at least this many
   # times chance; below it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.min_accuracy_over_chance = 2.0
+  # --mode=localize with a model trained elsewhere: a workdir or an exported localizer folder
+  # (--mode=export); its model config must match this one. "" = this workdir's checkpoints.
+  config.localize.model = ""
 
   config.crop = ml_collections.ConfigDict()
   config.crop.margin = 0.05  # safety margin around the box, fraction of each side of the volume

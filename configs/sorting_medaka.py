@@ -92,6 +92,9 @@ def get_config(arg=None):
   # Boxes are used only from a model whose validation mean displacement is at most this fraction
   # of a random order's; above it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.max_displacement_over_chance = 0.5
+  # --mode=localize with a model trained elsewhere: a workdir or an exported localizer folder
+  # (--mode=export); its model config must match this one. "" = this workdir's checkpoints.
+  config.localize.model = ""
 
   config.crop = ml_collections.ConfigDict()
   # Safety margin around the box, fraction of each side of the volume. 7.5%, not 5%: the boxes

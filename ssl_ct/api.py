@@ -108,6 +108,12 @@ def _read_json(path):
 
 def load_localizer(path, config=None):
   """The localizer of a workdir (its config.json, or `config`, and latest checkpoint) or of an exported folder."""
+  config, params, pretext = load_trained(path, config)
+  return Localizer(config, params, pretext=pretext, source=os.fspath(path))
+
+
+def load_trained(path, config=None):
+  """(config, host parameters, pretext validation metrics) of a workdir or an exported localizer folder."""
   path = os.fspath(path)
   if os.path.exists(os.path.join(path, EXPORT_FILE)):
     meta = _read_json(os.path.join(path, EXPORT_FILE))
@@ -121,12 +127,14 @@ def load_localizer(path, config=None):
         params = traverse_util.unflatten_dict({tuple(k.split("/")): f[k] for k in f.files})
     except (OSError, ValueError) as e:
       raise InputError(f"{path}/{PARAMS_FILE} cannot be read ({e}); export the localizer again") from e
-    return Localizer(config, params, pretext=meta["pretext"], source=path)
+    return config, params, meta["pretext"]
   if config is not None or os.path.exists(os.path.join(path, "config.json")):
     config = config or ml_collections.ConfigDict(_read_json(os.path.join(path, "config.json")))
+    if config.task not in tasks.LOCALIZING:
+      raise InputError(f"{path}: a {config.task!r} run has no localizer; load a rotation or sorting workdir")
     task = tasks.get_task(config)
     params = run_localization.trained_params(config, path, task.make_model(), task.example_batch(1))
-    return Localizer(config, params, pretext=run_localization.last_validation(path), source=path)
+    return config, params, run_localization.last_validation(path)
   raise InputError(
     f"{path} is neither an ssl_ct workdir (config.json and checkpoints) nor an exported localizer ({EXPORT_FILE}); pass one"
   )

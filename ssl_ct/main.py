@@ -64,10 +64,13 @@ def _get(tree, dotted):
 
 
 def check_trained_config(config, workdir):
-  """Localize and crop runs read the workdir's checkpoints: the model must be the one trained there."""
+  """Localize and crop runs read a trained model (the workdir's, or `localize.model`): the model config must be its own."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise InputError(f"no config.json in {workdir}: nothing was trained there; train first (--mode=train or --mode=all)")
+    raise InputError(
+      f"no config.json in {workdir}: nothing was trained there; train first (--mode=train or --mode=all), "
+      "or pass --config.localize.model=DIR (a trained workdir or an exported localizer)"
+    )
   saved, current = _read_workdir_config(path), json.loads(config.to_json_best_effort())
   for key in _MODEL_KEYS:
     if _get(saved, key) != _get(current, key):
@@ -99,8 +102,14 @@ def run(config, workdir, mode, overwrite=False):
   is_first = os.environ.get("SSL_CT_PROCESS_ID", "0") == "0"  # one lock per job: every process shares the workdir
   lock = outputs.lock_folder(workdir, "workdir") if is_first else None
   try:
+    model_dir = config.localize.get("model", "") if "localize" in config else ""
+    if model_dir and mode not in ("localize", "crop"):
+      raise InputError(
+        f"--config.localize.model={model_dir} localizes with a model trained elsewhere: use it with --mode=localize "
+        "(or --mode=crop), or leave it empty to train here"
+      )
     if mode in ("crop", "localize", "export"):
-      check_trained_config(config, workdir)
+      check_trained_config(config, model_dir or workdir)
     else:
       write_config(config, workdir, overwrite)
     if mode == "export":

@@ -87,20 +87,27 @@ def trained_params(config, workdir, model, example_batch):
 def localize_workdir(config, workdir, *, dataset=None, params=None):
   """Localizes every volume of `config.data` into a new results folder of the workdir (results.py).
 
-  `params`: the model's parameters (host arrays), by default those of the latest checkpoint.
+  `params`: the model's parameters (host arrays), by default those of the latest checkpoint;
+  `config.localize.model` (a workdir or an exported localizer folder) names another model.
   Returns the summary against ground truth (None without it).
   """
   compilation_cache.enable()
   dataset = dataset or prepare.load_dataset(config.data, workdir)
   task = tasks.get_task(config)
   model = task.make_model()
-  if params is None:
-    params = trained_params(config, workdir, model, task.example_batch(1))
+  model_dir = config.localize.get("model", "")
+  if model_dir:  # a localizer trained elsewhere: a workdir or an exported folder (ssl_ct.api)
+    from ssl_ct import api
+
+    _, params, pretext = api.load_trained(model_dir)
+  else:
+    if params is None:
+      params = trained_params(config, workdir, model, task.example_batch(1))
+    pretext = last_validation(workdir)
   localizer = task.make_localizer(model, params)
   margin = config.crop.margin if "crop" in config else None
   with results.new_run(workdir) as out_dir:
     outputs.write_text(os.path.join(out_dir, "config.json"), config.to_json_best_effort(indent=1, sort_keys=True))
-    pretext = last_validation(workdir)
     distrust = task.distrust(pretext)
     return localize_dataset(dataset, localizer, out_dir, crop_margin=margin, pretext=pretext, distrust=distrust)
 

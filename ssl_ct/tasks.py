@@ -56,7 +56,7 @@ class RotationTask:
     angles = list(self.config.data.angles_deg)
     size, seed = self.config.data.slice_size, self.config.seed
     # A pair without sample gives the model nothing to read the angle from: p0 at chance.
-    rule = {k: v for k, v in self.config.localize.items() if k != "min_accuracy_over_chance"}
+    rule = {k: v for k, v in self.config.localize.items() if k not in ("min_accuracy_over_chance", "model")}
     return localize_rotation.RotationLocalizer(
       model, params, zero_class=angles.index(0), size=size, seed=seed, floor=1 / len(angles), **rule
     )
@@ -115,7 +115,7 @@ class SortingTask:
 
   def make_localizer(self, model, params):
     data = self.config.data
-    rule = {k: v for k, v in self.config.localize.items() if k != "max_displacement_over_chance"}
+    rule = {k: v for k, v in self.config.localize.items() if k not in ("max_displacement_over_chance", "model")}
     return localize_sorting.SortingLocalizer(
       model, params, size=data.slice_size, sort_axis=data.sort_axis, seed=self.config.seed, **rule
     )

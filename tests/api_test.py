@@ -9,7 +9,7 @@ from absl.testing import absltest, parameterized
 
 import ssl_ct
 from configs import rotation_xenopus
-from ssl_ct import report, results, run_localization, train
+from ssl_ct import main, report, results, run_localization, train
 from ssl_ct.data import formats, synthetic
 from ssl_ct.errors import InputError
 from tests import helpers
@@ -69,6 +69,29 @@ class ApiTest(parameterized.TestCase):
       np.testing.assert_array_equal(a.diagnostics["curves"][axis], b.diagnostics["curves"][axis])
     with self.assertRaisesRegex(InputError, "already exists"):
       ssl_ct.api.export(self.localizer, out)
+
+  def test_main_localizes_with_an_exported_model_in_a_new_workdir(self):
+    exported = ssl_ct.api.export(self.localizer, os.path.join(tempfile.mkdtemp(), "exported"))
+    config = rotation_xenopus.get_config("tiny")
+    config.data.cache_dir = self.config.data.cache_dir
+    config.localize.model = exported
+    fresh = tempfile.mkdtemp()  # nothing was trained here
+    main.run(config, fresh, "localize")
+    boxes, meta = self._saved()
+    with open(os.path.join(results.latest(fresh), "boxes.json")) as f:
+      here = json.load(f)
+    self.assertEqual(here["boxes"], boxes)
+    self.assertEqual(here["ssl_ct"]["outcomes"], meta["outcomes"])
+    self.assertFalse(os.path.exists(os.path.join(fresh, "checkpoints")))
+    config.localize.model = ""
+    with self.assertRaisesRegex(InputError, "nothing was trained there.*localize.model"):
+      main.run(config, tempfile.mkdtemp(), "localize")
+    config.localize.model, config.model.width = exported, 8
+    with self.assertRaisesRegex(InputError, r"config model=.*\"width\": 8.* differs from"):
+      main.run(config, tempfile.mkdtemp(), "localize")
+    config.model.width = self.config.model.width
+    with self.assertRaisesRegex(InputError, "use it with --mode=localize"):
+      main.run(config, tempfile.mkdtemp(), "train")
 
   @parameterized.named_parameters((f.replace("-", "_"), f) for f in helpers.FORMATS)
   def test_every_format_localizes(self, fmt):
