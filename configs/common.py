@@ -45,6 +45,9 @@ def input_fields(data):
   # auto: analyse a chunked zarr copy (workdir/cache) of TIFF, TIFF-folder, HDF5 and large .npy
   # inputs, whose y and x slices read far more than the slice; always | never.
   data.analysis_copy = "auto"
+  # Micrometres per voxel, one number or (z, y, x), for volumes whose files do not record it (it
+  # replaces what they record); () = as the files say (OME-Zarr, NeXus/DXchange, TIFF metadata).
+  data.voxel_size_um = ()
 
 
 def medaka_synthetic(data):

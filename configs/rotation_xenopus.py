@@ -89,6 +89,8 @@ def get_config(arg=None):
   config.crop = ml_collections.ConfigDict()
   config.crop.margin = 0.05  # safety margin around the box, fraction of each side of the volume
   config.crop.out_dir = ""  # where cropped volumes go; "" = <workdir>/cropped
+  config.crop.margin_um = 0.0  # > 0: the margin in micrometres on every face instead (needs the voxel size)
+  config.crop.levels = 0  # OME-Zarr pyramid levels of each crop; 0 = halve until <= 256 voxels a side
 
   if arg.demo or arg.tiny:
     config.data.synthetic.num_volumes = 12

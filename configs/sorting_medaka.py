@@ -102,6 +102,8 @@ def get_config(arg=None):
   # sample's voxels, 7.5% 99.5-99.6% (README).
   config.crop.margin = 0.075
   config.crop.out_dir = ""  # where cropped volumes go; "" = <workdir>/cropped
+  config.crop.margin_um = 0.0  # > 0: the margin in micrometres on every face instead (needs the voxel size)
+  config.crop.levels = 0  # OME-Zarr pyramid levels of each crop; 0 = halve until <= 256 voxels a side
 
   if arg.demo or arg.tiny:
     # 48 volumes (36 train, 12 validation): with 24 the model overfits past ~500 steps

@@ -23,7 +23,7 @@ from flax import traverse_util
 
 from ssl_ct import baseline, compilation_cache, outputs, run_localization, tasks
 from ssl_ct import crop as crop_lib
-from ssl_ct.data import formats, fov, intensity, prepare, truth, zarr_writer
+from ssl_ct.data import formats, fov, intensity, prepare, truth, voxel_size
 from ssl_ct.data.volume import ArrayVolume, Volume
 from ssl_ct.errors import InputError
 
@@ -42,10 +42,18 @@ class Result:
   outcome: str  # "sample box", "fills the field", "no sample"
   model_box: dict | None  # the model's own box (differs from `box` only when the model is not trusted)
   diagnostics: dict  # the localizer's arrays (certainty curves, variance grid, scores), on the analysed grid
+  voxel_size_um: tuple | None = None  # (z, y, x) micrometres per voxel, where the file (or the caller) says it
+
+  @property
+  def box_um(self):
+    """The box in micrometres from the volume's first voxel, {"start", "stop"}; None without a box or voxel size."""
+    if self.box is None or not self.voxel_size_um:
+      return None
+    return {k: [float(i * v) for i, v in zip(self.box[k], self.voxel_size_um)] for k in ("start", "stop")}
 
   def crop_box(self, margin):
-    """The box grown by `margin` x side on every face and clipped (the whole volume for None)."""
-    return crop_lib.margin_box(self.box, self.shape, margin)
+    """The box grown by `margin` (0.05 of each side, "40vox", "50um") on every face and clipped (the whole volume for None)."""
+    return crop_lib.margin_box(self.box, self.shape, margin, self.voxel_size_um)
 
 
 class Localizer:
@@ -71,9 +79,10 @@ class Localizer:
     """The margin this method's boxes are cropped with (a fraction of each side)."""
     return self.config.crop.margin
 
-  def localize(self, volume, name=None, *, cache_dir=None):
-    """Result for one volume (a path, spec, array or Volume); analysis copies go to `cache_dir` (default: a temporary folder)."""
-    volume = as_volume(volume, name, fill_missing=self.config.data.fill_missing)
+  def localize(self, volume, name=None, *, cache_dir=None, voxel_size_um=None):
+    """Result for one volume (a path, spec, array or Volume); analysis copies go to `cache_dir` (default: a temporary
+    folder); `voxel_size_um` (one number or z, y, x) replaces what the file records."""
+    volume = as_volume(volume, name, fill_missing=self.config.data.fill_missing, voxel_size_um=voxel_size_um)
     with tempfile.TemporaryDirectory(prefix="ssl_ct_") as scratch:
       analysed, factor = prepare.downscaled(
         volume, self.config.data.downscale_to, cache_dir or scratch, progress=False, analysis_copy=self.config.data.analysis_copy
@@ -86,16 +95,23 @@ class Localizer:
       grid_box, diagnostics = self._localizer.localize(analysed, volume_fov, value_range)
     model_box = baseline.scale_box(grid_box, factor, volume.shape)
     box = None if self.distrust else model_box
-    return Result(volume.name, volume.shape, box, diagnostics["outcome"], model_box, diagnostics)
+    return Result(volume.name, volume.shape, box, diagnostics["outcome"], model_box, diagnostics, volume.voxel_size_um)
 
 
-def as_volume(volume, name=None, *, fill_missing=False):
-  """A Volume from a path, tensorstore spec, numpy array or Volume."""
+def as_volume(volume, name=None, *, fill_missing=False, voxel_size_um=None):
+  """A Volume from a path, tensorstore spec, numpy array or Volume; `voxel_size_um` replaces the file's."""
   if isinstance(volume, Volume):
-    return volume
-  if isinstance(volume, np.ndarray):
-    return ArrayVolume(volume, name=name or "array")
-  return formats.open_volume(volume, name=name, fill_missing=fill_missing)
+    opened = volume
+  elif isinstance(volume, np.ndarray):
+    opened = ArrayVolume(volume, name=name or "array")
+  else:
+    opened = formats.open_volume(volume, name=name, fill_missing=fill_missing)
+  if voxel_size_um is not None:
+    try:
+      opened.voxel_size_um = voxel_size.checked(voxel_size_um, "voxel_size_um")
+    except ValueError as e:
+      raise InputError(f"{e}; give one or three micrometres (z, y, x)") from e
+  return opened
 
 
 def _read_json(path):
@@ -159,21 +175,17 @@ def export(localizer, out_dir, *, overwrite=False):
   return out_dir
 
 
-def write_crop(volume, box, out_path, *, margin, overwrite=False, progress=False, name=None):
-  """Writes `volume` cut to `box` grown by `margin` (fraction of each side) to a new zarr v3 at `out_path`."""
-  volume = as_volume(volume, name)
+def write_crop(volume, box, out_path, *, margin, overwrite=False, progress=False, name=None, voxel_size_um=None, levels=0):
+  """Writes `volume` cut to `box` grown by `margin` (0.05 of each side, "40vox", "50um") to a new OME-Zarr 0.5 image
+  at `out_path` (voxel size, translation to the crop's origin, `levels` pyramid levels, 0 = auto)."""
+  volume = as_volume(volume, name, voxel_size_um=voxel_size_um)
   if box is not None:
     truth.check_box(box, volume.shape, "box")
+  try:
+    crop_lib.parse_margin(margin)
+  except ValueError as e:
+    raise InputError(str(e)) from e
   inputs = [p for p in [formats.local_path(volume)] if p]
   outputs.check_apart([out_path], inputs, fix="write the crop somewhere outside the input")
-  attributes = crop_lib.crop_attributes(volume, box, margin)
-  spans = attributes["crop"]
-  zarr_writer.write_zarr3(
-    volume,
-    out_path,
-    overwrite=overwrite,
-    attributes={outputs.MARKER: attributes},
-    progress=progress,
-    box=(spans["start"], spans["stop"]),
-  )
+  crop_lib.crop_volume(volume, box, out_path, margin=margin, overwrite=overwrite, progress=progress, levels=levels)
   return out_path

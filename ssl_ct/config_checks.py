@@ -83,6 +83,13 @@ _RULES = (
   ("localize.extent", lambda v: v in ("score", "variance"), "'score' or 'variance' (the paper's rule)"),
   ("localize.flat_fraction", lambda v: _is_num(v, 0, 0.5) and v > 0, "a fraction of the slices in (0, 0.5]"),
   ("crop.margin", lambda v: _is_num(v, 0, 0.5), "a fraction of the side in [0, 0.5]"),
+  ("crop.margin_um", lambda v: _is_num(v, 0), "micrometres >= 0 (0: use crop.margin)"),
+  ("crop.levels", lambda v: _is_int(v, 0), "an integer >= 0 (0: automatic)"),
+  (
+    "data.voxel_size_um",
+    lambda v: isinstance(v, (tuple, list)) and len(v) in (0, 1, 3) and all(_is_num(x) and x > 0 for x in v),
+    "() or one or three micrometres > 0, e.g. (0.65, 0.65, 0.65)",
+  ),
   ("crop.out_dir", lambda v: isinstance(v, str), "a folder path ('' = <workdir>/cropped)"),
   (
     "localize.twin_offsets",

@@ -42,5 +42,10 @@ def main(argv=None):
   )
 
 
-if __name__ == "__main__":
+def cli():
+  """The console script (setup.cfg)."""
   run_cli(main)
+
+
+if __name__ == "__main__":
+  cli()

@@ -19,38 +19,89 @@ reduction (and, with ground truth, the fraction of sample voxels the crop keeps)
 
 import json
 import os
+import re
 
 import numpy as np
 
 from ssl_ct import evaluate, outputs, report, results
-from ssl_ct.data import formats, prepare, sources, truth, zarr_writer
+from ssl_ct.data import formats, prepare, sources, truth, voxel_size, zarr_writer
 from ssl_ct.errors import CliParser, InputError, exit_on_input_error, run_cli
 
 DEFAULT_MARGIN = 0.05  # for boxes.json files that record none (written before ssl_ct recorded it)
 
 
-def margin_box(box, shape, margin):
-  """`box` grown by `margin` x side on every face, clipped to the volume; the whole volume for None."""
+def parse_margin(margin):
+  """(kind, value) of a margin: a fraction of each side (0.05 or "0.05"), voxels ("40vox") or a
+  length ("50um", "0.2mm"); ValueError with the forms it takes."""
+  if isinstance(margin, (int, float)) and not isinstance(margin, bool):
+    kind, value = "fraction", float(margin)
+  else:
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Zµμ]*)\s*", str(margin))
+    unit = match.group(2).lower() if match else ""
+    if not match or (unit and unit not in ("vox", "voxel", "voxels") and voxel_size.um_per_unit(unit) is None):
+      raise ValueError(f"margin {margin!r} is not a fraction of each side (0.05), voxels (40vox) or a length (50um, 0.2mm)")
+    value = float(match.group(1))
+    if not unit:
+      kind = "fraction"
+    elif unit.startswith("vox"):
+      kind = "voxels"
+    else:
+      kind, value = "um", value * voxel_size.um_per_unit(unit)
+  if kind == "fraction" and not 0 <= value <= 0.5:
+    raise ValueError(f"margin {margin!r} is outside [0, 0.5] of each side; give e.g. 0.05, 40vox or 50um")
+  return kind, value
+
+
+def margin_voxels(margin, shape, voxel_size_um=None):
+  """Voxels added on each face per axis for `margin` (parse_margin's forms)."""
+  kind, value = parse_margin(margin)
+  if kind == "fraction":
+    return [int(np.ceil(value * n)) for n in shape]
+  if kind == "voxels":
+    return [int(np.ceil(value))] * 3
+  if voxel_size_um is None:
+    raise InputError(
+      f"a margin of {margin} needs the voxel size, which the volume's file does not record; "
+      "give it (config data.voxel_size_um, --voxel-size-um) or a margin in voxels or as a fraction"
+    )
+  return [int(np.ceil(value / v)) for v in voxel_size_um]
+
+
+def margin_text(margin):
+  """'0.05 of each side', '40vox', '50um' for reports."""
+  return f"{margin:.3g} of each side" if isinstance(margin, (int, float)) else str(margin)
+
+
+def margin_box(box, shape, margin, voxel_size_um=None):
+  """`box` grown by `margin` on every face, clipped to the volume; the whole volume for None."""
   if box is None:
     return {"start": [0, 0, 0], "stop": list(shape)}
-  pad = [int(np.ceil(margin * n)) for n in shape]
+  pad = margin_voxels(margin, shape, voxel_size_um)
   return {
     "start": [max(0, int(a) - p) for a, p in zip(box["start"], pad)],
     "stop": [min(n, int(b) + p) for b, p, n in zip(box["stop"], pad, shape)],
   }
 
 
-def crop_attributes(volume, box, margin):
-  """What a crop's zarr records about itself: source, its shape, the box, the margin, the crop."""
-  crop = margin_box(box, volume.shape, margin)
+def crop_attributes(volume, box, margin, levels=0):
+  """What a crop's OME-Zarr records about itself: source, its shape and voxel size, the box, the margin, the crop."""
+  crop = margin_box(box, volume.shape, margin, volume.voxel_size_um)
+  shape = np.subtract(crop["stop"], crop["start"])
   return {
+    "format": f"ome-zarr {zarr_writer.OME_VERSION}",
     "source": str(volume.source),
     "source_shape": list(volume.shape),
+    "voxel_size_um": list(volume.voxel_size_um) if volume.voxel_size_um else None,
     "sample_found": box is not None,
     "box": box,
     "margin": margin,
     "crop": crop,
+    "levels": zarr_writer.pyramid_levels(shape, levels),
   }
+
+
+# A finished crop with the same values of these is the crop asked for and is kept.
+_SAME_CROP = ("format", "source", "source_shape", "voxel_size_um", "box", "margin", "levels")
 
 
 def _existing_crop(out_path):
@@ -66,10 +117,13 @@ def _record(volume, attributes, out_path, out_bytes, reused=False):
   crop = attributes["crop"]
   in_bytes = formats.stored_bytes(volume)
   kept_voxels = float(np.prod(np.subtract(crop["stop"], crop["start"])) / np.prod(volume.shape))
+  size = volume.voxel_size_um
   return {
     "output": out_path,
     "sample_found": attributes["sample_found"],
     "crop": crop,
+    "voxel_size_um": list(size) if size else None,
+    "crop_size_um": [float((b - a) * v) for a, b, v in zip(crop["start"], crop["stop"], size)] if size else None,
     "reused": reused,
     "bytes_before": int(in_bytes),
     "bytes_after": int(out_bytes),
@@ -78,17 +132,20 @@ def _record(volume, attributes, out_path, out_bytes, reused=False):
   }
 
 
-def crop_volume(volume, box, out_path, *, margin, overwrite=False, progress=True):
-  """Writes the crop of `volume` to `out_path`; returns its record for the crop report."""
-  attributes = crop_attributes(volume, box, margin)
+def crop_volume(volume, box, out_path, *, margin, overwrite=False, progress=True, levels=0):
+  """Writes the crop of `volume` to `out_path` as OME-Zarr (voxel size, translation to the crop's
+  origin in the source, a pyramid of `levels`, 0 = auto); returns its record for the crop report."""
+  attributes = crop_attributes(volume, box, margin, levels)
   crop = attributes["crop"]
-  out_bytes = zarr_writer.write_zarr3(
+  out_bytes = zarr_writer.write_ome_zarr(
     volume,
     out_path,
     overwrite=overwrite,
     attributes={outputs.MARKER: attributes},
     progress=progress,
     box=(crop["start"], crop["stop"]),
+    voxel_size_um=volume.voxel_size_um,
+    levels=attributes["levels"],
   )
   return _record(volume, attributes, out_path, out_bytes)
 
@@ -101,7 +158,7 @@ def _recall(volume, crop, truth_entry, root):
   return evaluate.box_metrics(crop, truth_entry["box"], volume.shape, mask)["recall"]
 
 
-def _plan(chosen, boxes, out_paths, margin, overwrite):
+def _plan(chosen, boxes, out_paths, margin, overwrite, levels=0):
   """{name: "write" | "reuse"}, decided for every volume before any is written."""
   plan = {}
   for v in chosen:
@@ -110,8 +167,8 @@ def _plan(chosen, boxes, out_paths, margin, overwrite):
       plan[v.name] = "write"
       continue
     existing = _existing_crop(path)
-    wanted = json.loads(json.dumps(crop_attributes(v, boxes[v.name], margin)))
-    if existing is not None and all(existing.get(k) == wanted[k] for k in ("source", "source_shape", "box", "margin")):
+    wanted = json.loads(json.dumps(crop_attributes(v, boxes[v.name], margin, levels)))
+    if existing is not None and all(existing.get(k) == wanted[k] for k in _SAME_CROP):
       plan[v.name] = "reuse"  # a complete crop of the same source, box and margin (outputs appear only when complete)
     elif overwrite:
       outputs.check_writable(path, overwrite=True)  # ours, or refused
@@ -135,6 +192,7 @@ def crop_all(
   progress=True,
   inputs=(),
   boxes_name="boxes.json",
+  levels=0,
 ):
   """Crops every volume with an entry in `boxes`; writes crop_report.json and crop.md; returns the report.
 
@@ -154,20 +212,24 @@ def crop_all(
     path = os.path.join(out_dir, name)
     if os.path.lexists(path) and not outputs.is_ours(path):
       raise InputError(f"{path} exists and was not written by ssl_ct; choose another --out")
-  _plan(chosen, boxes, out_paths, margin, overwrite)  # every refusal before anything is created
+  for v in chosen:  # a margin in micrometres needs every volume's voxel size: refused before anything is written
+    margin_box(boxes[v.name], v.shape, margin, v.voxel_size_um)
+  _plan(chosen, boxes, out_paths, margin, overwrite, levels)  # every refusal before anything is created
   lock = outputs.lock_folder(out_dir, "crop folder")
   try:
-    plan = _plan(chosen, boxes, out_paths, margin, overwrite)
+    plan = _plan(chosen, boxes, out_paths, margin, overwrite, levels)
     records = {}
     for v in chosen:
       path = out_paths[v.name]
       if plan[v.name] == "reuse":
         outputs.remove_stale_partials(path)
         records[v.name] = _record(
-          v, crop_attributes(v, boxes[v.name], margin), path, zarr_writer.directory_bytes(path), reused=True
+          v, crop_attributes(v, boxes[v.name], margin, levels), path, zarr_writer.directory_bytes(path), reused=True
         )
       else:
-        records[v.name] = crop_volume(v, boxes[v.name], path, margin=margin, overwrite=overwrite, progress=progress)
+        records[v.name] = crop_volume(
+          v, boxes[v.name], path, margin=margin, overwrite=overwrite, progress=progress, levels=levels
+        )
       recall = _recall(v, records[v.name]["crop"], (truth_entries or {}).get(v.name), root)
       if recall is not None:
         records[v.name]["sample_recall"] = recall
@@ -199,16 +261,19 @@ def _summary(records):
 
 def _markdown(result):
   mib = 2**20
-  lines = [f"# Crop report (margin {result['margin']:.3g} of each side)", ""]
+  lines = [f"# Crop report (margin {margin_text(result['margin'])})", ""]
   lines += [
-    "| volume | crop [start, stop) | MiB before | MiB after | storage reduction | sample recall |",
-    "|---|---|---|---|---|---|",
+    "| volume | crop [start, stop) | voxel size (µm) | crop size (µm) | MiB before | MiB after | storage reduction | sample recall |",
+    "|---|---|---|---|---|---|---|---|",
   ]
   for name, r in result["per_volume"].items():
     where = f"{r['crop']['start']}..{r['crop']['stop']}" if r["sample_found"] else "whole volume (no sample found)"
     recall = f"{r['sample_recall']:.4f}" if "sample_recall" in r else "-"
+    size = " x ".join(f"{v:.4g}" for v in r["voxel_size_um"]) if r.get("voxel_size_um") else "unknown"
+    extent = " x ".join(f"{v:.5g}" for v in r["crop_size_um"]) if r.get("crop_size_um") else "-"
     lines.append(
-      f"| {name} | {where} | {r['bytes_before'] / mib:.2f} | {r['bytes_after'] / mib:.2f} | {100 * r['storage_reduction']:.1f}% | {recall} |"
+      f"| {name} | {where} | {size} | {extent} | {r['bytes_before'] / mib:.2f} | {r['bytes_after'] / mib:.2f} | "
+      f"{100 * r['storage_reduction']:.1f}% | {recall} |"
     )
   s = result["summary"]
   lines += [
@@ -226,7 +291,7 @@ def summary_line(result, out_dir):
   )
   reused = f" ({s['reused']} already done)" if s.get("reused") else ""
   return (
-    f"cropped {s['volumes']} volumes{reused} into {out_dir} at a {result['margin']:.3g} margin: "
+    f"cropped {s['volumes']} volumes{reused} into {out_dir} at a margin of {margin_text(result['margin'])}: "
     f"{s['bytes_before'] / 2**20:.1f} MiB -> {s['bytes_after'] / 2**20:.1f} MiB"
     f" ({100 * s['storage_reduction']:.1f}% storage reduction{recall}); details in {os.path.join(out_dir, 'crop.md')}"
   )
@@ -236,13 +301,14 @@ def crop_from_workdir(config, workdir, dataset, *, overwrite=False, progress=Tru
   """`main --mode=crop`: crops the input volumes by the workdir's latest localization boxes."""
   boxes, _ = report.read_boxes(os.path.join(results.latest(workdir), "boxes.json"))
   root = prepare.data_root(config.data, workdir, progress)
-  inputs = sources.open_volumes(root, fill_missing=config.data.fill_missing)
+  inputs = sources.open_volumes(root, fill_missing=config.data.fill_missing, voxel_size_um=config.data.voxel_size_um)
   out_dir = config.crop.out_dir or os.path.join(workdir, "cropped")
   result = crop_all(
     boxes,
     inputs,
     out_dir,
-    margin=config.crop.margin,
+    margin=f"{config.crop.margin_um:g}um" if config.crop.margin_um > 0 else config.crop.margin,
+    levels=config.crop.levels,
     overwrite=overwrite,
     truth_entries=dataset.truth,
     root=dataset.root,
@@ -260,16 +326,37 @@ def main(argv=None):
   parser.add_argument("--out", required=True, help="folder for the cropped <name>.zarr stores and the crop report")
   parser.add_argument(
     "--margin",
-    type=float,
     default=None,
-    help=f"safety margin, fraction of each side (default: boxes.json's, else {DEFAULT_MARGIN})",
+    help="safety margin on every face: a fraction of each side (0.05), voxels (40vox) or a length (50um, 0.2mm; needs"
+    f" the voxel size); default: boxes.json's, else {DEFAULT_MARGIN}",
+  )
+  parser.add_argument(
+    "--voxel-size-um",
+    default=None,
+    help="voxel size in micrometres, one number or z,y,x, for volumes whose files do not record it (overrides theirs)",
+  )
+  parser.add_argument(
+    "--levels", type=int, default=0, help=f"OME-Zarr pyramid levels; 0 = halve until <= {zarr_writer.PYRAMID_MIN_SIDE} a side"
   )
   parser.add_argument("--overwrite", action="store_true", help="replace earlier crops that ssl_ct wrote differently")
   parser.add_argument("--fill-missing", action="store_true", help="read missing zarr/N5 chunks as the fill value")
   parser.add_argument("--quiet", action="store_true", help="no progress bars")
   args = parser.parse_args(argv)
-  if args.margin is not None and not 0 <= args.margin <= 0.5:
-    parser.error(f"--margin={args.margin} is outside [0, 0.5]; give a fraction of each side such as 0.05")
+  if args.margin is not None:
+    try:
+      parse_margin(args.margin)
+    except ValueError as e:
+      parser.error(f"--margin={args.margin}: {e}")
+  size = None
+  if args.voxel_size_um:
+    try:
+      size = voxel_size.checked([float(v) for v in args.voxel_size_um.split(",")], "--voxel-size-um")
+    except ValueError:
+      parser.error(
+        f"--voxel-size-um={args.voxel_size_um}: not one or three positive micrometres; give e.g. 0.65 or 1.3,0.65,0.65"
+      )
+  if args.levels < 0:
+    parser.error(f"--levels={args.levels} is negative; give 0 (auto) or a number of levels")
 
   def run():
     boxes, meta = report.read_boxes(args.boxes)
@@ -280,9 +367,10 @@ def main(argv=None):
     known = truth.read_truth(folder) if folder else {}  # sample recall when the data has a truth.json
     return crop_all(
       boxes,
-      sources.open_volumes(args.data, fill_missing=args.fill_missing),
+      sources.open_volumes(args.data, fill_missing=args.fill_missing, voxel_size_um=size),
       args.out,
       margin=margin,
+      levels=args.levels,
       overwrite=args.overwrite,
       truth_entries=known,
       root=folder,
@@ -294,5 +382,10 @@ def main(argv=None):
   print(summary_line(exit_on_input_error(run), args.out))
 
 
-if __name__ == "__main__":
+def cli():
+  """The console script (setup.cfg)."""
   run_cli(main)
+
+
+if __name__ == "__main__":
+  cli()

@@ -99,7 +99,7 @@ def run(config, workdir, mode, overwrite=False):
 
   config_checks.validate_components(config)
   compilation_cache.enable()
-  is_first = os.environ.get("SSL_CT_PROCESS_ID", "0") == "0"  # one lock per job: every process shares the workdir
+  is_first = distributed.process_id_from_env() == 0  # one lock per job: every process shares the workdir
   lock = outputs.lock_folder(workdir, "workdir") if is_first else None
   try:
     model_dir = config.localize.get("model", "") if "localize" in config else ""
@@ -220,8 +220,24 @@ def main(argv):
   exit_on_input_error(run, config, _WORKDIR.value, _MODE.value, _OVERWRITE.value)
 
 
+def packaged_config(value):
+  """`--config`'s value, with a file that does not exist here taken from the installed configs
+  (ssl_ct.configs, the repository's configs/): `configs/rotation_xenopus.py:demo`,
+  `rotation_xenopus.py` and `rotation_xenopus` all work outside the checkout."""
+  path, colon, arg = value.partition(":")
+  if os.path.exists(path) or not path:
+    return value
+  from importlib import resources
+
+  name = os.path.basename(path)
+  name = name if name.endswith(".py") else f"{name}.py"
+  installed = resources.files("ssl_ct.configs") / name
+  return f"{installed}{colon}{arg}" if installed.is_file() else value
+
+
 def parse_flags(argv):
   """absl flag parsing with bad config files, bad config args and override typos as one-line errors."""
+  argv = [f"--config={packaged_config(a[len('--config=') :])}" if a.startswith("--config=") else a for a in argv]
   try:
     return flags.FLAGS(argv)
   except Exception as e:  # config files are user code: anything can come out of loading one

@@ -53,5 +53,10 @@ def main(argv=None):
     print(f"preview: {args.preview}")
 
 
-if __name__ == "__main__":
+def cli():
+  """The console script (setup.cfg)."""
   run_cli(main)
+
+
+if __name__ == "__main__":
+  cli()

@@ -70,6 +70,7 @@ def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None
     notes=notes,
     distrust=distrust,
     model_boxes=model_boxes if distrust else None,
+    voxel_sizes={v.name: dataset.voxel_size(v.name) for v in dataset.volumes},
   )
 
 
@@ -109,7 +110,14 @@ def localize_workdir(config, workdir, *, dataset=None, params=None):
   with results.new_run(workdir) as out_dir:
     outputs.write_text(os.path.join(out_dir, "config.json"), config.to_json_best_effort(indent=1, sort_keys=True))
     distrust = task.distrust(pretext)
-    return localize_dataset(dataset, localizer, out_dir, crop_margin=margin, pretext=pretext, distrust=distrust)
+    summary = localize_dataset(dataset, localizer, out_dir, crop_margin=margin, pretext=pretext, distrust=distrust)
+    steps = [r["step"] for r in metric_writer.read_metrics(workdir)]
+    figures = {
+      f"localization/{os.path.basename(os.path.dirname(p))}/{os.path.basename(p)[:-4]}": p
+      for p in glob.glob(os.path.join(out_dir, "*", "*.png"))
+    }
+    metric_writer.write_figures(workdir, steps[-1] if steps else 0, figures)
+    return summary
 
 
 def last_validation(workdir):

@@ -185,6 +185,7 @@ def train_loop(config, workdir, *, model, loader, example_batch, loss_fn, units=
     if step % config.train.checkpoint_every == 0 or step == config.train.steps:
       checkpoint.save(manager, step, state, iterator)
   bar.close()
+  writer.close()
   manager.wait_until_finished()
   manager.close()
   logging.info("training done at step %d", config.train.steps)

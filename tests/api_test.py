@@ -75,6 +75,7 @@ class ApiTest(parameterized.TestCase):
     config = rotation_xenopus.get_config("tiny")
     config.data.cache_dir = self.config.data.cache_dir
     config.localize.model = exported
+    config.data.voxel_size_um = (2.5,)  # the synthetic zarr stores record none
     fresh = tempfile.mkdtemp()  # nothing was trained here
     main.run(config, fresh, "localize")
     boxes, meta = self._saved()
@@ -82,6 +83,8 @@ class ApiTest(parameterized.TestCase):
       here = json.load(f)
     self.assertEqual(here["boxes"], boxes)
     self.assertEqual(here["ssl_ct"]["outcomes"], meta["outcomes"])
+    self.assertEqual(here["ssl_ct"]["voxel_size_um"], {name: [2.5, 2.5, 2.5] for name in boxes})
+    self.assertTrue(os.path.exists(os.path.join(results.latest(fresh), "boxes_napari.csv")))
     self.assertFalse(os.path.exists(os.path.join(fresh, "checkpoints")))
     config.localize.model = ""
     with self.assertRaisesRegex(InputError, "nothing was trained there.*localize.model"):

@@ -1,5 +1,6 @@
 """Shared test helpers: writing a volume in every format, hashing inputs, finding the real scans."""
 
+import glob
 import hashlib
 import json
 import os
@@ -104,3 +105,24 @@ def array_dataset(arrays):
   volumes = [volume.ArrayVolume(a, name=f"v{i}") for i, a in enumerate(arrays)]
   fovs = {v.name: fov.estimate_fov(v) for v in volumes}
   return prepare.Dataset(volumes=volumes, ranges={v.name: (0.0, 1.0) for v in volumes}, fovs=fovs, truth={}, root="")
+
+
+def tensorboard_events(folder):
+  """[(tag, step, kind)] of every summary in the TensorBoard event files under `folder`; kind is
+  "scalar" or "image". Reads the TFRecord framing (length, crc, event, crc) directly."""
+  import struct
+
+  from tensorboardX.proto import event_pb2
+
+  found = []
+  for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
+    with open(path, "rb") as f:
+      data = f.read()
+    at = 0
+    while at < len(data):
+      (length,) = struct.unpack("<Q", data[at : at + 8])
+      event = event_pb2.Event.FromString(data[at + 12 : at + 12 + length])
+      at += 12 + length + 4
+      for value in event.summary.value:
+        found.append((value.tag, event.step, "image" if value.HasField("image") else "scalar"))
+  return found

@@ -433,7 +433,15 @@ def crop_margin_out_of_range(tmp):
 
 
 def crop_margin_not_a_number(tmp):
-  return _crop_case(tmp, expect=("--margin", "invalid float value"), extra=("--margin=wide",))
+  return _crop_case(tmp, expect=("--margin=wide", "not a fraction of each side", "50um"), extra=("--margin=wide",))
+
+
+def crop_margin_um_without_voxel_size(tmp):
+  return _crop_case(tmp, expect=("50um", "needs the voxel size", "--voxel-size-um"), extra=("--margin=50um",))
+
+
+def crop_voxel_size_not_positive(tmp):
+  return _crop_case(tmp, expect=("--voxel-size-um=0,1,1", "positive"), extra=("--voxel-size-um=0,1,1",))
 
 
 def crop_missing_required_flag(tmp):

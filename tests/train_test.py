@@ -21,6 +21,7 @@ from absl.testing import absltest
 from configs import rotation_xenopus
 from ssl_ct import losses, report, results, run_localization, tasks, train
 from ssl_ct.data import synthetic
+from tests import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,6 +93,12 @@ class TrainTest(absltest.TestCase):
     self.assertLen(glob.glob(os.path.join(run, "curves", "*.png")), 3)
     steps = [json.loads(line)["step"] for line in open(os.path.join(straight, "metrics.jsonl"))]
     self.assertEqual(steps, [1, 2, 3])
+    events = helpers.tensorboard_events(os.path.join(straight, "tensorboard"))  # the same curves for TensorBoard
+    self.assertEqual([step for tag, step, _ in events if tag == "train/loss"], [1, 2, 3])
+    self.assertIn(("validation/val_rot_acc", 3, "scalar"), events)
+    images = {tag for tag, step, kind in events if kind == "image" and step == 3}
+    self.assertIn("localization/curves/xenopus_000", images)
+    self.assertIn("localization/overlays/xenopus_000", images)
     # Resume from the step-2 checkpoint (step 3 never saved): same parameters as the straight run.
     shutil.copytree(os.path.join(straight, "checkpoints"), os.path.join(resumed, "checkpoints"))
     shutil.rmtree(os.path.join(resumed, "checkpoints", "3"))

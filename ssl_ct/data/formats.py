@@ -18,7 +18,7 @@ import numpy as np
 import tensorstore as ts
 import tifffile
 
-from ssl_ct.data import zarr_writer
+from ssl_ct.data import voxel_size, zarr_writer
 from ssl_ct.data.volume import Volume
 from ssl_ct.errors import InputError
 
@@ -125,6 +125,9 @@ class Hdf5Volume(Volume):
       raise InputError(f"{path}: no dataset {dataset} in the file (3D datasets: {found}); pass '{path}:/path/to/dataset'")
     return f[dataset]
 
+  def _voxel_size(self, handle):
+    return voxel_size.from_hdf5(handle.file, handle.name)
+
   def _read_box(self, handle, start, stop):
     try:
       return handle[tuple(slice(a, b) for a, b in zip(start, stop))]
@@ -146,6 +149,9 @@ class TiffVolume(Volume):
 
   def _open(self):
     return tifffile.TiffFile(self.source).series[0]
+
+  def _voxel_size(self, handle):
+    return voxel_size.from_tiff(handle.parent)
 
   def _read_box(self, handle, start, stop):
     if len(handle.shape) == 3 and len(handle.pages) != handle.shape[0]:
@@ -169,6 +175,10 @@ class TiffStackVolume(Volume):
   def _dtype(self, handle):
     return handle[2]
 
+  def _voxel_size(self, handle):
+    with tifffile.TiffFile(os.path.join(self.source, handle[0][0])) as first:  # ImageJ's spacing says z
+      return voxel_size.from_tiff(first)
+
   def _read_box(self, handle, start, stop):
     files, shape, dtype = handle
     planes = []
@@ -191,9 +201,13 @@ class TensorstoreVolume(Volume):
 
   format_name = "tensorstore"
 
-  def __init__(self, source, name, fill_missing=False):
+  def __init__(self, source, name, fill_missing=False, voxel_size_um=None):
     self.fill_missing = bool(fill_missing)
+    self._given_voxel_size = voxel_size_um  # from the OME-Zarr group around the array
     super().__init__(source, name)
+
+  def _voxel_size(self, handle):
+    return self._given_voxel_size
 
   @property
   def where(self):
@@ -215,11 +229,15 @@ class TensorstoreVolume(Volume):
   def _open(self):
     spec = {**json.loads(self.source), "fill_missing_data_reads": self.fill_missing}
     try:
-      return self._wait(ts.open(spec, read=True, context=_shared_context()), "opening")
+      store = self._wait(ts.open(spec, read=True, context=_shared_context()), "opening")
     except InputError:
       raise
     except ValueError as e:
       raise InputError(f"{self.where}: cannot open ({str(e).splitlines()[0][:200]}); check the path, URL or spec") from e
+    extra = store.rank - 3
+    if extra > 0 and all(n == 1 for n in store.shape[:extra]):  # OME-Zarr's t and c axes of length 1
+      store = store[(0,) * extra]
+    return store
 
   def _dtype(self, handle):
     return handle.dtype.numpy_dtype
@@ -308,6 +326,20 @@ def _group_child(path, attrs):
   if len(children) == 1:
     return _zarr_kind(os.path.join(path, children[0]))
   raise InputError(f"{path}: a zarr group with arrays {children or 'none'}; point to one array, e.g. '{path}/<array>'")
+
+
+def _ome_voxel_size(path):
+  """Voxel size an OME-Zarr group at `path` records for its first level, or None."""
+  for meta_file, key in (("zarr.json", "attributes"), (".zattrs", None)):
+    meta_path = os.path.join(path, meta_file)
+    if os.path.exists(meta_path):
+      meta = _read_json(meta_path, "zarr metadata")
+      attrs = meta.get(key, {}) if key else meta
+      try:
+        return voxel_size.from_ome_zarr(attrs) if isinstance(attrs, dict) else None
+      except (ValueError, KeyError, TypeError, IndexError):
+        return None
+  return None
 
 
 def detect_format(path):
@@ -406,7 +438,7 @@ def open_volume(spec, name=None, *, fill_missing=False):
   if kind == "zarr":
     driver, array_path = _zarr_kind(path)
     spec = {"driver": driver, "kvstore": {"driver": "file", "path": os.path.abspath(array_path)}}
-    return TensorstoreVolume(json.dumps(spec), name, fill_missing)
+    return TensorstoreVolume(json.dumps(spec), name, fill_missing, voxel_size_um=_ome_voxel_size(path))
   if kind == "url":
     return TensorstoreVolume(json.dumps(_url_spec(path)), name, fill_missing)
   if kind == "tensorstore-json":

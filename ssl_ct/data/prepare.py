@@ -23,6 +23,10 @@ class Dataset:
   def factor(self, name):
     return self.factors.get(name, 1)
 
+  def voxel_size(self, name):
+    """Micrometres per voxel (z, y, x) of the input volume, or None."""
+    return next((v.voxel_size_um for v in self.inputs if v.name == name), None)
+
   def input_shape(self, name):
     return self.input_shapes.get(name) or next(v.shape for v in self.volumes if v.name == name)
 
@@ -105,7 +109,7 @@ def _truth_for(root, volumes):
 def load_dataset(data_config, workdir, progress=True):
   """Opens every volume, checks it (NaN, constant, shape), finds its field of view and intensity range."""
   root = data_root(data_config, workdir, progress)
-  inputs = sources.open_volumes(root, fill_missing=data_config.fill_missing)
+  inputs = sources.open_volumes(root, fill_missing=data_config.fill_missing, voxel_size_um=data_config.get("voxel_size_um"))
   volumes, factors = [], {}
   for v in inputs:
     cache = os.path.join(workdir, "cache")
@@ -120,14 +124,16 @@ def load_dataset(data_config, workdir, progress=True):
   for v in volumes:
     fov_text = f"field of view r={fovs[v.name].radius:.0f}" if fovs[v.name] else "no field of view"
     has_truth = " (truth)" if v.name in gt else ""
+    size = inputs[volumes.index(v)].voxel_size_um
     logging.info(
-      "%-24s %-11s %-16s %-8s range [%.4g, %.4g] %s%s",
+      "%-24s %-11s %-16s %-8s range [%.4g, %.4g] %s, voxel %s%s",
       v.name,
       v.format_name,
       v.shape,
       v.dtype,
       *ranges[v.name],
       fov_text,
+      " x ".join(f"{s:.4g}" for s in size) + " um" if size else "size unknown",
       has_truth,
     )
   shapes = {v.name: v.shape for v in inputs}

@@ -8,7 +8,7 @@ import glob
 import logging
 import os
 
-from ssl_ct.data import formats
+from ssl_ct.data import formats, voxel_size
 from ssl_ct.errors import InputError
 
 # Written next to volumes, never volumes themselves (a .json spec counts only when named directly).
@@ -51,9 +51,13 @@ def resolve_specs(path):
   return [path]
 
 
-def open_volumes(path, *, fill_missing=False):
-  """Opens every volume named by `path`; names must be unique."""
+def open_volumes(path, *, fill_missing=False, voxel_size_um=None):
+  """Opens every volume named by `path`; names must be unique. `voxel_size_um` (one number or
+  z, y, x; None or () = as each file records it) replaces what the files say."""
   volumes = [formats.open_volume(spec, fill_missing=fill_missing) for spec in resolve_specs(path)]
+  if voxel_size_um:
+    for v in volumes:
+      v.voxel_size_um = voxel_size.checked(voxel_size_um, "data.voxel_size_um")
   names = [v.name for v in volumes]
   duplicates = sorted({n for n in names if names.count(n) > 1})
   if duplicates:

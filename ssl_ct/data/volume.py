@@ -8,6 +8,7 @@ Shapes: D, H, W = the volume's z, y, x sizes.
 """
 
 import abc
+import logging
 
 import numpy as np
 import tqdm
@@ -31,6 +32,12 @@ class Volume(abc.ABC):
     self.shape = tuple(int(n) for n in self._shape(handle))
     self.dtype = np.dtype(self._dtype(handle))
     self._check()
+    # Micrometres per voxel (z, y, x) where the file says it (ssl_ct/data/voxel_size.py), else None.
+    try:
+      self.voxel_size_um = self._voxel_size(handle)
+    except (ValueError, KeyError, TypeError) as e:  # metadata some other tool wrote: unusable, not fatal
+      logging.warning("%s: ignoring its voxel size metadata (%s)", self.where, e)
+      self.voxel_size_um = None
 
   @property
   def where(self):
@@ -80,6 +87,9 @@ class Volume(abc.ABC):
 
   def _dtype(self, handle):
     return handle.dtype
+
+  def _voxel_size(self, handle):
+    return None
 
   @abc.abstractmethod
   def _read_box(self, handle, start, stop):
