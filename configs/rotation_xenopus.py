@@ -12,7 +12,7 @@ Args (after the colon): variant=r18|r34|r50|r101|r152, demo, tiny (test-sized).
 
 import ml_collections
 
-from configs import common
+from ssl_ct.configs import common
 
 
 def get_config(arg=None):

@@ -13,7 +13,7 @@ Args (after the colon): decoder=deeplabv3plus|unet, variant=r18|r34|r50|r101|r15
 
 import ml_collections
 
-from configs import common
+from ssl_ct.configs import common
 
 
 def get_config(arg=None):

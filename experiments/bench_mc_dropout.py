@@ -18,8 +18,8 @@ import time
 import jax
 import numpy as np
 
-from configs import sorting_medaka
 from ssl_ct import localize_sorting, tasks
+from ssl_ct.configs import sorting_medaka
 from ssl_ct.data import prepare
 
 

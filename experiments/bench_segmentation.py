@@ -18,8 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_train  # noqa: E402  (the train-step timing, shared)
 
-from configs import segment_medaka  # noqa: E402
 from ssl_ct import tasks  # noqa: E402
+from ssl_ct.configs import segment_medaka  # noqa: E402
 
 CONFIGS = {
   "demo": "decoder=deeplabv3plus,demo",

@@ -16,8 +16,8 @@ import time
 import jax
 import numpy as np
 
-from configs import rotation_xenopus
 from ssl_ct import losses, tasks, train
+from ssl_ct.configs import rotation_xenopus
 from ssl_ct.data import prepare
 
 

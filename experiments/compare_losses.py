@@ -15,8 +15,8 @@ import os
 
 from absl import logging
 
-from configs import rotation_xenopus, sorting_medaka
 from ssl_ct import losses, outputs, run_localization, train
+from ssl_ct.configs import rotation_xenopus, sorting_medaka
 from ssl_ct.data import prepare
 
 _COLUMNS = ("mae_voxels", "relative_error_pct", "iou", "recall", "kept_fraction")

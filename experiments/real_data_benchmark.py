@@ -18,8 +18,8 @@ import os
 import numpy as np
 from absl import logging
 
-from configs import rotation_xenopus, sorting_medaka
 from ssl_ct import crop, evaluate, outputs, report, results, run_localization, train
+from ssl_ct.configs import rotation_xenopus, sorting_medaka
 from ssl_ct.data import prepare, sources
 
 CONFIGS = {"rotation": rotation_xenopus, "sorting": sorting_medaka}

@@ -28,8 +28,8 @@ import time
 import numpy as np
 from absl import logging
 
-from configs import contrastive_medaka, rotation_xenopus, segment_medaka, sorting_medaka
 from ssl_ct import outputs, segment, tasks, train
+from ssl_ct.configs import contrastive_medaka, rotation_xenopus, segment_medaka, sorting_medaka
 from ssl_ct.data import labeled, prepare
 
 METHODS = ("none", "simclr", "moco", "sorting", "rotation")

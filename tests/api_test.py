@@ -8,8 +8,8 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 import ssl_ct
-from configs import rotation_xenopus
 from ssl_ct import main, report, results, run_localization, train
+from ssl_ct.configs import rotation_xenopus
 from ssl_ct.data import formats, synthetic
 from ssl_ct.errors import InputError
 from tests import helpers

@@ -20,8 +20,8 @@ import numpy as np
 import tifffile
 from absl.testing import absltest, parameterized
 
-from configs import rotation_xenopus
 from ssl_ct import convert, crop, outputs, phantoms, report
+from ssl_ct.configs import rotation_xenopus
 from ssl_ct.data import formats, intensity, pipeline, sources, zarr_writer
 from ssl_ct.errors import InputError
 from tests import helpers, hostile_corpus

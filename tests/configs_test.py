@@ -8,8 +8,8 @@ import tempfile
 
 from absl.testing import absltest, parameterized
 
-from configs import common, rotation_xenopus, sorting_medaka
-from ssl_ct import config_checks
+from ssl_ct import config_checks, main
+from ssl_ct.configs import common, rotation_xenopus, sorting_medaka
 from ssl_ct.errors import InputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,6 +78,24 @@ class ConfigTest(parameterized.TestCase):
 
 
 class MainTest(absltest.TestCase):
+  def test_packaged_configs_are_reachable_outside_the_checkout(self):
+    elsewhere = tempfile.mkdtemp()  # no configs/ folder here
+    workdir = os.path.join(elsewhere, "w")
+    for given in ("configs/rotation_xenopus.py:tiny", "rotation_xenopus:tiny"):
+      result = subprocess.run(
+        [sys.executable, "-m", "ssl_ct.main", f"--config={given}", f"--workdir={workdir}", "--mode=prepare"],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        timeout=300,
+      )
+      self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+      self.assertIn("prepared 3 volumes", result.stdout)
+    probe = "import importlib.util; print(importlib.util.find_spec('configs'))"  # no top-level package installed
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=elsewhere, timeout=60)
+    self.assertEqual(found.stdout.strip(), "None")
+    self.assertEqual(main.packaged_config("no/such/file.py:demo"), "no/such/file.py:demo")  # errors name what was given
+
   def test_prepare_writes_config_and_caches_the_synthetic_set(self):
     workdir = tempfile.mkdtemp()
     first = run_main("--config=configs/rotation_xenopus.py:tiny", f"--workdir={workdir}", "--mode=prepare")

@@ -669,7 +669,7 @@ def main_crop_into_its_input(tmp):
 
 def main_localize_other_model(tmp):
   os.makedirs(os.path.join(tmp, "w"))
-  from configs import rotation_xenopus
+  from ssl_ct.configs import rotation_xenopus
 
   config = _text(os.path.join(tmp, "w", "config.json"), rotation_xenopus.get_config("tiny").to_json_best_effort())
   argv = [TINY, _workdir(tmp), "--mode=localize", "--config.model.width=8"]
@@ -678,7 +678,7 @@ def main_localize_other_model(tmp):
 
 def main_different_config(tmp):
   os.makedirs(os.path.join(tmp, "w"))
-  from configs import rotation_xenopus
+  from ssl_ct.configs import rotation_xenopus
 
   config = _text(os.path.join(tmp, "w", "config.json"), rotation_xenopus.get_config("tiny").to_json_best_effort())
   return Case("main", [TINY, _workdir(tmp), "--config.opt.lr=0.5"], ("config.json", "different config", "--overwrite"), (config,))

@@ -4,7 +4,7 @@ import numpy as np
 import scipy.ndimage
 from absl.testing import absltest, parameterized
 
-from configs import rotation_xenopus
+from ssl_ct.configs import rotation_xenopus
 from ssl_ct.data import fov, pipeline, slices, volume
 from tests import helpers
 

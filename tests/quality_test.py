@@ -6,8 +6,8 @@ import tempfile
 
 from absl.testing import absltest
 
-from configs import rotation_xenopus, sorting_medaka
 from ssl_ct import metric_writer, run_localization, train
+from ssl_ct.configs import rotation_xenopus, sorting_medaka
 
 
 def _train_and_localize(config, workdir):

@@ -15,8 +15,8 @@ import numpy as np
 import optax
 from absl.testing import absltest, parameterized
 
-from configs import segment_medaka
 from ssl_ct import losses, segment, train
+from ssl_ct.configs import segment_medaka
 from ssl_ct.data import augment, labeled
 from ssl_ct.errors import InputError
 from ssl_ct.models import resnet, segmentation

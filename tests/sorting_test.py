@@ -13,8 +13,8 @@ import numpy as np
 import tensorstore as ts
 from absl.testing import absltest
 
-from configs import sorting_medaka
 from ssl_ct import crop, localize_sorting, losses, report, results
+from ssl_ct.configs import sorting_medaka
 from ssl_ct.data import pipeline, prepare, zarr_writer
 from ssl_ct.data.volume import ArrayVolume
 from ssl_ct.errors import InputError

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 
-from configs import rotation_xenopus
 from ssl_ct import losses, report, results, run_localization, tasks, train
+from ssl_ct.configs import rotation_xenopus
 from ssl_ct.data import synthetic
 from tests import helpers
 

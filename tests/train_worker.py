@@ -12,8 +12,8 @@ import sys
 import jax
 import numpy as np
 
-from configs import rotation_xenopus, sorting_medaka
 from ssl_ct import distributed, losses, tasks, train
+from ssl_ct.configs import rotation_xenopus, sorting_medaka
 from ssl_ct.data import prepare
 
 _CONFIGS = {"rotation": (rotation_xenopus, "rotation_nll"), "sorting": (sorting_medaka, "pairwise_ranking")}
