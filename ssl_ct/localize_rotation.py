@@ -6,8 +6,10 @@ model's probability of the 0-degree class, averaged over the twins. Near twins (
 uses the adjacent slice) keep the curve's edges sharp: a twin k slices away blurs the
 sample's edge over k slices, since a slice just outside the sample paired with a twin
 inside it is scored as neither. Slices with several field-of-view windows keep
-their most certain window. Slices are scored in fixed-size batches through one jit-compiled function, so
-memory holds one batch and the curves, whatever the volume size.
+their most certain window. A reference and its twins are scored together: each slice input is
+encoded once and the head scores its pairs (5 encoder passes per slice for 4 twins, not 8),
+in fixed-size batches through one jit-compiled function, so memory holds one batch and the
+curves, whatever the volume size.
 
 The box: `curves.interval_from_curve` on each axis's curve (ssl_ct/curves.py).
 `RotationLocalizer` is the localizer of the rotation task (ssl_ct/tasks.py): the config's
@@ -82,8 +84,9 @@ def _score_batches(pairs, p0_fn, params, batch_size):
       pending = []
 
 
-def certainty_curves(volume, volume_fov, value_range, *, p0_fn, params, size, offsets=(1, 2), batch_size=64, seed=0):
-  """{axis: curve}: per slice, p0 averaged over twins, max over windows (NaN: no window)."""
+def certainty_curves_pairwise(volume, volume_fov, value_range, *, p0_fn, params, size, offsets=(1, 2), batch_size=64, seed=0):
+  """The reference definition of `certainty_curves`: every pair through the whole model (both
+  slices encoded per pair); for tests and experiments/bench_localize.py."""
   by_axis = {}
   for axis in range(3):
     sums, counts = {}, {}
@@ -96,6 +99,81 @@ def certainty_curves(volume, volume_fov, value_range, *, p0_fn, params, size, of
       curve[index] = np.nanmax([curve[index], total / counts[index, window]])
     by_axis[axis] = curve
   return by_axis
+
+
+def make_pair_scorer(model, zero_class):
+  """jit-compiled (params, groups_GxKxNxNx1) -> p0_GxT: each group is a reference slice input and its
+  T = K - 1 twin inputs; every input is encoded once, and the head scores the T pairs of its group."""
+
+  @jax.jit
+  def score(params, groups_GxKxNxNx1):
+    g, k = groups_GxKxNxNx1.shape[:2]
+    images = groups_GxKxNxNx1.reshape(g * k, *groups_GxKxNxNx1.shape[2:])
+    maps = model.apply({"params": params}, images, method=model.encode)["feature_map"]
+    maps_GxKxhxwxc = maps.reshape(g, k, *maps.shape[1:])
+    ref = jnp.broadcast_to(maps_GxKxhxwxc[:, :1], (g, k - 1, *maps.shape[1:]))
+    flat = lambda x: x.reshape(g * (k - 1), *maps.shape[1:])  # noqa: E731
+    logits_PxA = model.apply({"params": params}, flat(ref), flat(maps_GxKxhxwxc[:, 1:]), method=model.head)
+    return jax.nn.softmax(logits_PxA)[:, zero_class].reshape(g, k - 1)
+
+  return score
+
+
+def _groups_along(volume, volume_fov, value_range, axis, *, size, offsets, seed):
+  """Yields (index, window number, [ref, twin, ...]) per window of every valid slice (the pairs of _pairs_along, grouped)."""
+  group, key = [], None
+  for index, k, ref, twin in _pairs_along(volume, volume_fov, value_range, axis, size=size, offsets=offsets, seed=seed):
+    if (index, k) != key:
+      if group:
+        yield (*key, group)
+      group, key = [ref], (index, k)
+    group.append(twin)
+  if group:
+    yield (*key, group)
+
+
+def certainty_curves(volume, volume_fov, value_range, *, scorer, params, size, offsets=(1, 2), batch_size=64, seed=0):
+  """{axis: curve}: per slice, p0 averaged over twins, max over windows (NaN: no window).
+
+  Groups of a reference and its twins go through `scorer` (make_pair_scorer) in fixed-size batches
+  of about `batch_size` pairs (one compilation), each slice input encoded once.
+  """
+  twins = 2 * len(set(offsets))
+  per_batch = max(1, batch_size // twins)
+  by_axis = {}
+  for axis in range(3):
+    curve = np.full(volume.shape[axis], np.nan, np.float32)
+    pending, in_flight = [], None
+    groups = _groups_along(volume, volume_fov, value_range, axis, size=size, offsets=offsets, seed=seed)
+    for item in groups:
+      pending.append(item)
+      if len(pending) == per_batch:
+        # Dispatch is asynchronous: the next batch's slices are prepared while this one computes.
+        if in_flight is not None:
+          _collect(curve, *in_flight)
+        in_flight = ([g[0] for g in pending], scorer(params, _stack(pending, per_batch)))
+        pending = []
+    if in_flight is not None:
+      _collect(curve, *in_flight)
+    if pending:
+      _collect(curve, [g[0] for g in pending], scorer(params, _stack(pending, per_batch)))
+    by_axis[axis] = curve
+  return by_axis
+
+
+def _collect(curve, indices, scores_GxT):
+  """Each group's mean p0 over its twins into `curve`, keeping a slice's most certain window."""
+  for index, scores in zip(indices, np.asarray(scores_GxT)):
+    total = 0.0
+    for score in scores:  # summed as the pair-by-pair scorer does
+      total += float(score)
+    curve[index] = np.nanmax([curve[index], total / len(scores)])
+
+
+def _stack(groups, per_batch):
+  """GxKxNxNx1 inputs of `groups`, padded with the first to the fixed batch (one compilation)."""
+  padded = groups + [groups[0]] * (per_batch - len(groups))
+  return jnp.asarray(np.stack([np.stack(g[2]) for g in padded]))
 
 
 def box_from_curves(curve_by_axis, **rule):
@@ -116,7 +194,7 @@ class RotationLocalizer:
   method_name = "rotation loss (certainty p0)"
 
   def __init__(self, model, params, *, zero_class, size, seed, twin_offsets, batch_size, **rule):
-    self.p0_fn = make_p0_fn(model, zero_class)
+    self.scorer = make_pair_scorer(model, zero_class)
     self.params, self.size, self.seed = params, size, seed
     self.offsets, self.batch_size, self.rule = tuple(twin_offsets), batch_size, rule
 
@@ -125,7 +203,7 @@ class RotationLocalizer:
       volume,
       volume_fov,
       value_range,
-      p0_fn=self.p0_fn,
+      scorer=self.scorer,
       params=self.params,
       size=self.size,
       offsets=self.offsets,

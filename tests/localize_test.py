@@ -64,6 +64,38 @@ class CurveRuleTest(absltest.TestCase):
     np.testing.assert_allclose(box["start"] + box["stop"], [30, 10, 5, 70, 40, 95], atol=2)
 
 
+class SharedEncodingTest(absltest.TestCase):
+  def test_each_input_encoded_once_gives_the_pair_by_pair_curves(self):
+    import jax
+
+    from ssl_ct import tasks
+    from ssl_ct.configs import rotation_xenopus
+    from ssl_ct.data import fov
+
+    config = rotation_xenopus.get_config("tiny")
+    task = tasks.get_task(config)
+    model = task.make_model()
+    batch = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), task.example_batch(2))
+    params = model.init({"params": jax.random.key(1)}, batch, deterministic=True)["params"]
+    rng = np.random.default_rng(0)
+    array = rng.normal(0.0, 0.1, (30, 26, 26)).astype(np.float32)
+    array[8:20, 6:18, 9:21] += 1.0
+    vol = volume.ArrayVolume(array, name="v")
+    vol_fov = fov.estimate_fov(vol)
+    kw = {"size": config.data.slice_size, "offsets": (1, 2), "seed": 3}
+    zero = list(config.data.angles_deg).index(0)
+    pairwise = localize_rotation.certainty_curves_pairwise(
+      vol, vol_fov, (0.0, 1.0), p0_fn=localize_rotation.make_p0_fn(model, zero), params=params, batch_size=16, **kw
+    )
+    shared = localize_rotation.certainty_curves(
+      vol, vol_fov, (0.0, 1.0), scorer=localize_rotation.make_pair_scorer(model, zero), params=params, batch_size=12, **kw
+    )
+    for axis in range(3):
+      np.testing.assert_array_equal(np.isnan(shared[axis]), np.isnan(pairwise[axis]))
+      np.testing.assert_allclose(shared[axis], pairwise[axis], atol=1e-5)
+      self.assertGreater(np.nanstd(pairwise[axis]), 1e-4)  # the curves vary: the comparison means something
+
+
 class BaselineTest(absltest.TestCase):
   def test_bright_block_in_noise(self):
     rng = np.random.default_rng(0)

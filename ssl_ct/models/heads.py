@@ -26,17 +26,26 @@ class RotationNet(nn.Module):
   num_classes: int
   head_hidden: int
 
-  @nn.compact
   def __call__(self, batch, *, deterministic=True):
     ref_BxHxWx1, twin_BxHxWx1 = batch["ref"], batch["twin"]
     # One encoder pass over both slices: the two branches share weights by construction.
-    _, out = self.encoder(jnp.concatenate([ref_BxHxWx1, twin_BxHxWx1]), deterministic=deterministic)
+    out = self.encode(jnp.concatenate([ref_BxHxWx1, twin_BxHxWx1]), deterministic=deterministic)
     ref_Bxhxwxc, twin_Bxhxwxc = jnp.split(out["feature_map"], 2)
+    logits_BxA = self.head(ref_Bxhxwxc, twin_Bxhxwxc)
+    return logits_BxA, {"embedding": jnp.split(out["embedding"], 2)[0], "feature_map": ref_Bxhxwxc}
+
+  def encode(self, images_BxHxWx1, *, deterministic=True):
+    """The encoder's outputs for single slices (localization encodes each slice input once: `apply(..., method=)`)."""
+    _, out = self.encoder(images_BxHxWx1, deterministic=deterministic)
+    return out
+
+  @nn.compact
+  def head(self, ref_Bxhxwxc, twin_Bxhxwxc):
+    """f_phi: angle logits of pairs of feature maps."""
     pair = jnp.concatenate([ref_Bxhxwxc, twin_Bxhxwxc], axis=-1)
     pair = nn.relu(nn.Conv(self.head_hidden, (1, 1), name="head_mix")(pair))
     hidden = nn.relu(nn.Dense(self.head_hidden, name="head_hidden")(pair.reshape(pair.shape[0], -1)))
-    logits_BxA = nn.Dense(self.num_classes, name="head_out")(hidden)
-    return logits_BxA, {"embedding": jnp.split(out["embedding"], 2)[0], "feature_map": ref_Bxhxwxc}
+    return nn.Dense(self.num_classes, name="head_out")(hidden)
 
 
 class SortingNet(nn.Module):
