@@ -132,9 +132,15 @@ def run(config, workdir, mode, overwrite=False):
     if mode == "crop":  # one writer: every process of a multi-host job would write the same files
       return crop.crop_from_workdir(config, workdir, dataset, overwrite=overwrite) if jax.process_index() == 0 else None
     state = train.train_and_evaluate(config, workdir, dataset=dataset) if mode in ("train", "all") else None
-    if mode == "train" or jax.process_index() != 0:  # localization and cropping: process 0 alone
+    if mode == "train":
       return None
     params = train.host_params(state.params) if state is not None else None
+    if config.task in tasks.LOCALIZING and jax.process_count() > 1:  # every process localizes its share of the volumes
+      summary = run_localization.localize_workdir(config, workdir, dataset=dataset, params=params)
+      if jax.process_index() != 0:
+        return None
+    elif jax.process_index() != 0:  # the rest (segmentation, reports, cropping): process 0 alone
+      return None
     if config.task == "segmentation":  # the downstream task: predicted label volumes scored by IoU, no boxes
       from ssl_ct import segment
 
@@ -149,7 +155,8 @@ def run(config, workdir, mode, overwrite=False):
         )
       print(f"pre-trained encoder in {workdir}/checkpoints; use it with configs/segment_medaka.py --config.init={workdir}")
       return None
-    summary = run_localization.localize_workdir(config, workdir, dataset=dataset, params=params)
+    if jax.process_count() == 1:
+      summary = run_localization.localize_workdir(config, workdir, dataset=dataset, params=params)
     for method, metrics in (summary or {}).items():
       print(f"{method:32s} " + "  ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
     print(f"boxes, figures and report.md in {results.latest(workdir)}")

@@ -1,13 +1,17 @@
 """Localization of a dataset: the trained model's localizer and the threshold baseline on every volume, into a results folder."""
 
+import functools
 import glob
+import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import tqdm
 from absl import logging
+from jax.experimental import multihost_utils
 
 from ssl_ct import baseline, checkpoint, compilation_cache, evaluate, metric_writer, outputs, plots, report, results, tasks
 from ssl_ct.data import prepare, truth
@@ -20,7 +24,7 @@ _STYLES = {
 }
 
 
-def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None, pretext=None, distrust=""):
+def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None, pretext=None, distrust="", share=None):
   """Runs `localizer` and the baseline on every volume; returns the summary (or None without truth).
 
   `localizer`: localize(volume, fov, value_range) -> (box or None, diagnostics) on the analysed
@@ -29,30 +33,32 @@ def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None
   metrics of the checkpoint, both recorded in boxes.json and the report. `distrust`: why the
   model's boxes cannot be trusted ("" when they can): then every box is null (the whole volume
   is kept by a crop) and the model's own boxes are recorded beside them, not cropped with.
+  `share`: (process index, process count, barrier) of a multi-process job: each process
+  localizes every count-th volume and saves its figures into `out_dir` (a shared filesystem);
+  process 0 merges the results and writes the report, the others return None.
   """
+  index, count, barrier = share or (0, 1, None)
   os.makedirs(out_dir, exist_ok=True)  # sub-folders appear with the figures
-  boxes, model_boxes, baseline_boxes, metrics, baseline_metrics, outcomes = {}, {}, {}, {}, {}, {}
-  for volume in tqdm.tqdm(dataset.volumes, desc="localize", unit="vol"):
-    name, volume_fov, value_range = volume.name, dataset.fovs[volume.name], dataset.ranges[volume.name]
-    factor, shape = dataset.factor(name), dataset.input_shape(name)
-    grid_box, diagnostics = localizer.localize(volume, volume_fov, value_range)  # on the analysed (maybe downscaled) grid
-    outcomes[name] = diagnostics["outcome"]
-    grid_baseline = baseline.threshold_box(volume, volume_fov)
-    model_boxes[name] = baseline.scale_box(grid_box, factor, shape)
-    boxes[name] = None if distrust else model_boxes[name]
-    baseline_boxes[name] = baseline.scale_box(grid_baseline, factor, shape)
-    truth_box = dataset.truth.get(name, {}).get("box")
-    if truth_box is not None:
-      mask = truth.read_mask(dataset.root, dataset.truth[name])
-      metrics[name] = evaluate.box_metrics(boxes[name], truth_box, shape, mask)
-      baseline_metrics[name] = evaluate.box_metrics(baseline_boxes[name], truth_box, shape, mask)
-    if plot:
-      grid_truth = baseline.shrink_box(truth_box, factor)
-      shown = [(grid_box, _STYLES["predicted"]), (grid_truth, _STYLES["truth"]), (grid_baseline, _STYLES["baseline"])]
-      localizer.save(out_dir, name, diagnostics, volume=volume, value_range=value_range, shown=shown)
-      os.makedirs(os.path.join(out_dir, "overlays"), exist_ok=True)
-      plots.plot_box_overlay(volume, shown, os.path.join(out_dir, "overlays", f"{name}.png"), value_range)
-  complete = len(metrics) == len(boxes)
+  mine = dataset.volumes[index::count]
+  records = {
+    v.name: _localize_volume(dataset, localizer, v, out_dir, plot=plot, distrust=distrust)
+    for v in tqdm.tqdm(mine, desc="localize" if count == 1 else f"localize (process {index} of {count})", unit="vol")
+  }
+  if count > 1:
+    parts = os.path.join(out_dir, ".parts")
+    os.makedirs(parts, exist_ok=True)
+    outputs.write_json(os.path.join(parts, f"{index}.json"), records)
+    barrier("ssl_ct localization parts written")
+    if index != 0:
+      return None
+    for other in range(1, count):
+      with open(os.path.join(parts, f"{other}.json")) as f:
+        records |= json.load(f)
+    shutil.rmtree(parts)
+  names = [v.name for v in dataset.volumes]
+  field = lambda key: {n: records[n][key] for n in names}  # noqa: E731
+  boxes, model_boxes = field("box"), field("model_box")
+  complete = all("metrics" in records[n] for n in names)
   notes = (
     [f"**The model's boxes are not used: {distrust}.** Every box is null, so a crop keeps whole volumes."] if distrust else []
   )
@@ -60,18 +66,45 @@ def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None
     out_dir,
     method_name=localizer.method_name,
     boxes=boxes,
-    baseline_boxes=baseline_boxes,
-    outcomes=outcomes,
+    baseline_boxes=field("baseline_box"),
+    outcomes=field("outcome"),
     pretext=pretext,
-    metrics=metrics if complete else None,
-    baseline_metrics=baseline_metrics if complete else None,
-    shapes={v.name: dataset.input_shape(v.name) for v in dataset.volumes},
+    metrics=field("metrics") if complete else None,
+    baseline_metrics=field("baseline_metrics") if complete else None,
+    shapes={n: dataset.input_shape(n) for n in names},
     crop_margin=crop_margin,
     notes=notes,
     distrust=distrust,
     model_boxes=model_boxes if distrust else None,
-    voxel_sizes={v.name: dataset.voxel_size(v.name) for v in dataset.volumes},
+    voxel_sizes={n: dataset.voxel_size(n) for n in names},
   )
+
+
+def _localize_volume(dataset, localizer, volume, out_dir, *, plot, distrust):
+  """One volume's boxes (input voxels), outcome and, with ground truth, metrics; saves its figures."""
+  name, volume_fov, value_range = volume.name, dataset.fovs[volume.name], dataset.ranges[volume.name]
+  factor, shape = dataset.factor(name), dataset.input_shape(name)
+  grid_box, diagnostics = localizer.localize(volume, volume_fov, value_range)  # on the analysed (maybe downscaled) grid
+  grid_baseline = baseline.threshold_box(volume, volume_fov)
+  model_box = baseline.scale_box(grid_box, factor, shape)
+  record = {
+    "box": None if distrust else model_box,
+    "model_box": model_box,
+    "baseline_box": baseline.scale_box(grid_baseline, factor, shape),
+    "outcome": diagnostics["outcome"],
+  }
+  truth_box = dataset.truth.get(name, {}).get("box")
+  if truth_box is not None:
+    mask = truth.read_mask(dataset.root, dataset.truth[name])
+    record["metrics"] = evaluate.box_metrics(record["box"], truth_box, shape, mask)
+    record["baseline_metrics"] = evaluate.box_metrics(record["baseline_box"], truth_box, shape, mask)
+  if plot:
+    grid_truth = baseline.shrink_box(truth_box, factor)
+    shown = [(grid_box, _STYLES["predicted"]), (grid_truth, _STYLES["truth"]), (grid_baseline, _STYLES["baseline"])]
+    localizer.save(out_dir, name, diagnostics, volume=volume, value_range=value_range, shown=shown)
+    os.makedirs(os.path.join(out_dir, "overlays"), exist_ok=True)
+    plots.plot_box_overlay(volume, shown, os.path.join(out_dir, "overlays", f"{name}.png"), value_range)
+  return record
 
 
 def trained_params(config, workdir, model, example_batch):
@@ -107,10 +140,19 @@ def localize_workdir(config, workdir, *, dataset=None, params=None):
     pretext = last_validation(workdir)
   localizer = task.make_localizer(model, params)
   margin = config.crop.margin if "crop" in config else None
+  distrust = task.distrust(pretext)
+  run = functools.partial(localize_dataset, dataset, localizer, crop_margin=margin, pretext=pretext, distrust=distrust)
+  if jax.process_count() > 1:  # every process its share of the volumes, into process 0's results folder
+    share = (jax.process_index(), jax.process_count(), multihost_utils.sync_global_devices)
+    if jax.process_index() != 0:
+      return run(_broadcast_text(""), share=share)
+  else:
+    share = None
   with results.new_run(workdir) as out_dir:
+    if share:
+      _broadcast_text(out_dir)
     outputs.write_text(os.path.join(out_dir, "config.json"), config.to_json_best_effort(indent=1, sort_keys=True))
-    distrust = task.distrust(pretext)
-    summary = localize_dataset(dataset, localizer, out_dir, crop_margin=margin, pretext=pretext, distrust=distrust)
+    summary = run(out_dir, share=share)
     steps = [r["step"] for r in metric_writer.read_metrics(workdir)]
     figures = {
       f"localization/{os.path.basename(os.path.dirname(p))}/{os.path.basename(p)[:-4]}": p
@@ -118,6 +160,14 @@ def localize_workdir(config, workdir, *, dataset=None, params=None):
     }
     metric_writer.write_figures(workdir, steps[-1] if steps else 0, figures)
     return summary
+
+
+def _broadcast_text(text, size=4096):
+  """Process 0's `text` on every process of the job (a path: at most `size` bytes of UTF-8)."""
+  data = np.zeros(size, np.uint8)
+  encoded = text.encode()[:size]
+  data[: len(encoded)] = np.frombuffer(encoded, np.uint8)
+  return bytes(np.asarray(multihost_utils.broadcast_one_to_all(data))).rstrip(b"\0").decode()
 
 
 def last_validation(workdir):

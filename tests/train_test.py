@@ -33,8 +33,8 @@ def _tiny_config(cache_dir, steps=2):
   return config
 
 
-def _worker(workdir, cache_dir, steps, env=None, wait=True, task="rotation"):
-  cmd = [sys.executable, "-m", "tests.train_worker", workdir, cache_dir, str(steps), task]
+def _worker(workdir, cache_dir, steps, env=None, wait=True, task="rotation", then=""):
+  cmd = [sys.executable, "-m", "tests.train_worker", workdir, cache_dir, str(steps), task, then]
   full_env = {**os.environ, **(env or {})}
   if not wait:
     return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -171,7 +171,7 @@ class TrainTest(absltest.TestCase):
         "SSL_CT_PROCESS_ID": str(pid),
         "JAX_PLATFORMS": "cpu",
       }
-      procs.append(_worker(workdir, self.cache, 2, env=env, wait=False))
+      procs.append(_worker(workdir, self.cache, 2, env=env, wait=False, then="localize"))
     outputs = []
     for proc in procs:
       out, err = proc.communicate(timeout=300)
@@ -180,6 +180,18 @@ class TrainTest(absltest.TestCase):
     self.assertEqual(sorted(o["process"] for o in outputs), [0, 1])
     self.assertEqual(outputs[0]["devices"], 2)
     np.testing.assert_array_equal(outputs[0]["sample"], outputs[1]["sample"])  # replicated parameters agree
+    # Localization was split over the two processes (volumes 0, 2 and 1) into one results folder;
+    # one process localizing everything from the same checkpoint gives the same file.
+    split = results.latest(workdir)
+    config = _tiny_config(self.cache, steps=2)
+    run_localization.localize_workdir(config, workdir)
+    alone = results.latest(workdir)
+    self.assertNotEqual(split, alone)
+    for name in ("boxes.json", "baseline_boxes.json", "metrics.json"):
+      with open(os.path.join(split, name)) as f, open(os.path.join(alone, name)) as g:
+        self.assertEqual(json.load(f), json.load(g), name)
+    self.assertLen(glob.glob(os.path.join(split, "curves", "*.png")), 3)
+    self.assertFalse(os.path.exists(os.path.join(split, ".parts")))
 
 
 if __name__ == "__main__":
