@@ -70,6 +70,23 @@ if __name__ == "__main__":
   absltest.main()
 
 
+class StreamedDownscaleTest(absltest.TestCase):
+  def test_slab_by_slab_equals_the_whole_volume_at_once(self):
+    from ssl_ct.data import formats, volume
+
+    array = np.random.default_rng(0).integers(0, 65535, (601, 9, 11)).astype(np.uint16)
+    vol = volume.ArrayVolume(array, name="v")
+    whole = volume.block_mean(array.astype(np.float64), 4).astype(np.float32)
+    pieces = list(vol.downsample_slabs(4, slab_bytes=8 * 9 * 11 * 2))  # 8 planes a slab: many slabs
+    self.assertGreater(len(pieces), 70)
+    np.testing.assert_allclose(np.concatenate([b for _, b in pieces]), whole, rtol=1e-6)
+    out = os.path.join(tempfile.mkdtemp(), "d.zarr")  # 151 planes out: pieces of 2 gathered into two shard rows
+    zarr_writer.write_slabs(iter(pieces), out, whole.shape, np.float32)
+    np.testing.assert_array_equal(formats.open_volume(out).read(), np.concatenate([b for _, b in pieces]))
+    with self.assertRaisesRegex(ValueError, "arrived where"):
+      zarr_writer.write_slabs(iter(pieces[1:]), os.path.join(tempfile.mkdtemp(), "e.zarr"), whole.shape, np.float32)
+
+
 class LocalizeOnDownscaledGridTest(absltest.TestCase):
   def test_boxes_json_is_in_input_voxels(self):
     import json

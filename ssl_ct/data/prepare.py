@@ -6,6 +6,8 @@ import logging
 import math
 import os
 
+import numpy as np
+
 from ssl_ct.data import formats, fov, intensity, sources, synthetic, truth, zarr_writer
 
 
@@ -69,8 +71,13 @@ def downscaled(volume, downscale_to, cache_dir, progress=True, analysis_copy="ne
   path = os.path.join(cache_dir, f"{volume.name}_x{factor}_{_source_stamp(volume)}.zarr")
   if not os.path.exists(path):
     logging.info("downscaling %s by %d into %s", volume.name, factor, path)
-    zarr_writer.write_zarr3(
-      volume.downsample(factor, progress=progress), path, attributes={"ssl_ct": {"source": volume.source, "factor": factor}}
+    shape = tuple(-(-n // factor) for n in volume.shape)
+    zarr_writer.write_slabs(
+      volume.downsample_slabs(factor, progress=progress),
+      path,
+      shape,
+      np.float32,
+      attributes={"ssl_ct": {"source": volume.source, "factor": factor}},
     )
   return formats.open_volume(path, name=volume.name), factor
 

@@ -8,6 +8,7 @@ Shapes: D, H, W = the volume's z, y, x sizes.
 """
 
 import abc
+import concurrent.futures
 import logging
 
 import numpy as np
@@ -17,6 +18,7 @@ from ssl_ct.errors import InputError
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int8", "int16", "int32", "uint32", "float32", "float64")
 _SLAB_BYTES = 256 * 2**20  # Upper bound on one read when streaming a volume.
+_DOWNSAMPLE_SLAB_BYTES = 64 * 2**20  # one slab as stored, while downsampling (about three are in memory)
 
 
 class Volume(abc.ABC):
@@ -148,34 +150,77 @@ class Volume(abc.ABC):
       yield z0, min(z0 + rows, self.shape[0])
 
   def downsample(self, factor, *, progress=False):
-    """Mean-pooled float32 view, shape ceil(shape / factor); edge blocks average what they have."""
+    """Mean-pooled float32 array, shape ceil(shape / factor); edge blocks average what they have."""
+    if int(factor) == 1:
+      return self.read().astype(np.float32)
+    return np.concatenate([block for _, block in self.downsample_slabs(factor, progress=progress)])
+
+  def downsample_slabs(self, factor, *, progress=False, slab_bytes=_DOWNSAMPLE_SLAB_BYTES):
+    """Yields (z0, float32 block means of the next z planes) of the factor-downsampled volume, in order.
+
+    Streamed in bounded memory: slabs of whole storage chunks along z (about `slab_bytes` as
+    stored) are read once each, in the volume's own dtype and without a decoded-chunk cache, the
+    next one on a reader thread while this one is reduced; the planes that do not fill a
+    factor-deep block wait for the next slab. Memory holds about three slabs, whatever the volume's size.
+    """
     factor = int(factor)
     if factor < 1:
       raise InputError(f"downsample factor must be a positive integer, got {factor}")
-    if factor == 1:
-      return self.read().astype(np.float32)
-    out_shape = tuple(-(-n // factor) for n in self.shape)
-    out_DxHxW = np.zeros(out_shape, np.float32)
-    slabs = list(self.slabs(align=factor))
-    for z0, z1 in tqdm.tqdm(slabs, desc=f"downsample {self.name}", disable=not progress, leave=False):
-      slab = self.read((z0, 0, 0), (z1, *self.shape[1:])).astype(np.float32)
-      if self.dtype.kind == "f" and not np.isfinite(slab).all():
-        bad = z0 + int(np.argwhere(~np.isfinite(slab))[0, 0])
-        raise InputError(
-          f"{self.where}: slice {bad} along z of volume {self.name} holds NaN or Inf voxels; replace them (e.g. np.nan_to_num) before use"
-        )
-      out_DxHxW[z0 // factor : -(-z1 // factor)] = block_mean(slab, factor)
-    return out_DxHxW
+    chunk = self.stream_rows or 1
+    plane_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
+    rows = max(chunk, slab_bytes // plane_bytes // chunk * chunk)
+    reads = [(z0, min(z0 + rows, self.shape[0])) for z0 in range(0, self.shape[0], rows)]
+    source = self.streamed()
+    read = lambda z: source.read((z[0], 0, 0), (z[1], *self.shape[1:]))  # noqa: E731
+    carry, out_z = None, 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as reader:
+      ahead = reader.submit(read, reads[0])
+      for i, (z0, z1) in enumerate(tqdm.tqdm(reads, desc=f"downsample {self.name}", disable=not progress, leave=False)):
+        slab = ahead.result()
+        if i + 1 < len(reads):
+          ahead = reader.submit(read, reads[i + 1])
+        if self.dtype.kind == "f" and not np.isfinite(slab).all():
+          bad = z0 + int(np.argwhere(~np.isfinite(slab))[0, 0])
+          raise InputError(
+            f"{self.where}: slice {bad} along z of volume {self.name} holds NaN or Inf voxels; replace them (e.g. np.nan_to_num) before use"
+          )
+        if carry is not None:
+          slab = np.concatenate([carry, slab])
+        usable = len(slab) if z1 == self.shape[0] else len(slab) // factor * factor
+        if usable:
+          yield out_z, block_mean(slab[:usable], factor)
+          out_z += -(-usable // factor)
+        carry = slab[usable:] if usable < len(slab) else None
+
+  @property
+  def stream_rows(self):
+    """z planes per storage chunk (reads aligned to it decode each chunk once), or None when not chunked."""
+    return None
+
+  def streamed(self):
+    """This volume for one pass in z order (backends with a decoded-chunk cache open one without)."""
+    return self
 
 
 def block_mean(x, factor):
-  """Mean over non-overlapping factor^3 blocks; partial edge blocks average their own voxels."""
+  """Float32 mean over non-overlapping factor^3 blocks; partial edge blocks average their own voxels.
+
+  Axis by axis, whole blocks as a reshaped sum (vectorized, summed in float32 straight from x's
+  dtype, no converted copy of x) and the partial block at the end on its own; the first axis
+  already shrinks the array by `factor`.
+  """
   for axis in range(x.ndim):
-    starts = np.arange(0, x.shape[axis], factor)
-    counts = np.diff(np.append(starts, x.shape[axis])).astype(np.float32)
-    shape = [1] * x.ndim
-    shape[axis] = len(starts)
-    x = np.add.reduceat(x, starts, axis=axis) / counts.reshape(shape)
+    n = x.shape[axis]
+    full = n // factor * factor
+    lead = (slice(None),) * axis
+    parts = []
+    if full:
+      whole = x[(*lead, slice(0, full))]
+      blocks = whole.reshape(whole.shape[:axis] + (full // factor, factor) + whole.shape[axis + 1 :])
+      parts.append(blocks.sum(axis=axis + 1, dtype=np.float32) / np.float32(factor))
+    if full < n:
+      parts.append(x[(*lead, slice(full, n))].sum(axis=axis, keepdims=True, dtype=np.float32) / np.float32(n - full))
+    x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
   return x
 
 

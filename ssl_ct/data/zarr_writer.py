@@ -77,6 +77,32 @@ def write_zarr3(source, out_path, *, overwrite=False, attributes=None, progress=
   return nbytes
 
 
+def write_slabs(slabs, out_path, shape, dtype, *, overwrite=False, attributes=None):
+  """Writes (z0, block) pieces that arrive in z order into a new zarr v3 of `shape`, a whole shard
+  row at a time (pieces are gathered until one is complete), so memory holds one shard row."""
+  with outputs.atomic_dir(out_path, overwrite) as tmp:
+    store = ts.open(zarr3_spec(tmp, shape, dtype, attributes=attributes)).result()
+    rows = store.chunk_layout.write_chunk.shape[0]
+    row = np.zeros((min(rows, shape[0]), *shape[1:]), dtype)
+    row_start, filled = 0, 0
+    for z0, block in slabs:
+      at = 0
+      while at < len(block):
+        if z0 + at != row_start + filled:
+          raise ValueError(f"{out_path}: piece at z={z0 + at} arrived where z={row_start + filled} was due")
+        take = min(len(block) - at, len(row) - filled)
+        row[filled : filled + take] = block[at : at + take]
+        filled, at = filled + take, at + take
+        if filled == len(row) or row_start + filled == shape[0]:
+          store[row_start : row_start + filled].write(row[:filled]).result()
+          row_start, filled = row_start + filled, 0
+          row = row[: min(rows, shape[0] - row_start)] if row_start < shape[0] else row
+    if row_start != shape[0]:
+      raise ValueError(f"{out_path}: pieces covered {row_start} of {shape[0]} planes")
+    nbytes = directory_bytes(tmp)
+  return nbytes
+
+
 def directory_bytes(path):
   """Bytes used by the files under `path` (or the file itself)."""
   if os.path.isfile(path):
