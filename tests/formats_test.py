@@ -86,6 +86,23 @@ class FormatsTest(parameterized.TestCase):
     clone = pickle.loads(pickle.dumps(vol))
     np.testing.assert_array_equal(clone.slice(2, 4), vol.slice(2, 4))
 
+  def test_zarr_v2_and_v3_behind_a_url(self):
+    for fmt in ("zarr2", "zarr3"):
+      path = helpers.write_in_format(self.arrays["uint16"], self._folder(f"url_{fmt}"), fmt)
+      vol = formats.open_volume("file://" + os.path.abspath(path))
+      np.testing.assert_array_equal(vol.read(), self.arrays["uint16"])
+
+  def test_dxchange_projections_are_named_in_a_warning(self):
+    import h5py
+
+    path = os.path.join(self._folder("projections"), "raw.h5")
+    with h5py.File(path, "w") as f:
+      f["exchange/data"] = self.arrays["uint16"]
+      f["exchange/theta"] = np.linspace(0, 180, SHAPE[0])
+    with self.assertLogs(level="WARNING") as logs:
+      formats.open_volume(path)
+    self.assertIn("looks like projections", "\n".join(logs.output))
+
   def _folder(self, name):
     path = os.path.join(self.tmp, name)
     os.makedirs(path, exist_ok=True)

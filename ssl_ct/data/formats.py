@@ -9,6 +9,7 @@ SSL_CT_REMOTE_TIMEOUT_S and SSL_CT_REMOTE_RETRIES environment variables).
 """
 
 import json
+import logging
 import os
 import re
 
@@ -63,6 +64,12 @@ def _shared_context():
       }
     )
   return _ts_context
+
+
+def _uncached_context():
+  """A context with the shared retry bounds and no decoded-chunk cache (one pass in z order)."""
+  spec = _shared_context().spec.to_json()
+  return ts.Context({**spec, "cache_pool": {"total_bytes_limit": 0}})
 
 
 def _kvstore_path(kv):
@@ -123,6 +130,12 @@ class Hdf5Volume(Volume):
       found = ", ".join(_datasets_3d(f)) or "none"
       f.close()
       raise InputError(f"{path}: no dataset {dataset} in the file (3D datasets: {found}); pass '{path}:/path/to/dataset'")
+    if dataset == "/exchange/data" and any(k in f for k in ("exchange/theta", "exchange/data_white", "exchange/data_dark")):
+      logging.warning(
+        "%s: /exchange/data sits beside theta or flat/dark fields: it looks like projections, not a reconstruction; "
+        "reconstruct first (e.g. with tomopy) and pass the reconstructed volume",
+        path,
+      )
     return f[dataset]
 
   def _voxel_size(self, handle):
@@ -201,10 +214,19 @@ class TensorstoreVolume(Volume):
 
   format_name = "tensorstore"
 
-  def __init__(self, source, name, fill_missing=False, voxel_size_um=None):
+  def __init__(self, source, name, fill_missing=False, voxel_size_um=None, cached=True):
     self.fill_missing = bool(fill_missing)
     self._given_voxel_size = voxel_size_um  # from the OME-Zarr group around the array
+    self._cached = cached
     super().__init__(source, name)
+
+  @property
+  def stream_rows(self):
+    return int(self._get_handle().chunk_layout.read_chunk.shape[0])
+
+  def streamed(self):
+    """The same store without the shared decoded-chunk cache: a z-order pass reads each chunk once."""
+    return TensorstoreVolume(self.source, self.name, self.fill_missing, self.voxel_size_um, cached=False)
 
   def _voxel_size(self, handle):
     return self._given_voxel_size
@@ -229,7 +251,8 @@ class TensorstoreVolume(Volume):
   def _open(self):
     spec = {**json.loads(self.source), "fill_missing_data_reads": self.fill_missing}
     try:
-      store = self._wait(ts.open(spec, read=True, context=_shared_context()), "opening")
+      context = _shared_context() if self._cached else _uncached_context()
+      store = self._wait(ts.open(spec, read=True, context=context), "opening")
     except InputError:
       raise
     except ValueError as e:
@@ -440,7 +463,17 @@ def open_volume(spec, name=None, *, fill_missing=False):
     spec = {"driver": driver, "kvstore": {"driver": "file", "path": os.path.abspath(array_path)}}
     return TensorstoreVolume(json.dumps(spec), name, fill_missing, voxel_size_um=_ome_voxel_size(path))
   if kind == "url":
-    return TensorstoreVolume(json.dumps(_url_spec(path)), name, fill_missing)
+    spec = _url_spec(path)
+    try:
+      return TensorstoreVolume(json.dumps(spec), name, fill_missing)
+    except InputError as e:
+      if spec["driver"] != "zarr3" or "no answer within" in str(e):  # an unreachable store is not retried
+        raise
+      try:  # a zarr v2 store (.zarray) at the URL
+        return TensorstoreVolume(json.dumps({**spec, "driver": "zarr"}), name, fill_missing)
+      except InputError:
+        pass
+      raise
   if kind == "tensorstore-json":
     spec = _read_json(path, "tensorstore spec")
     if not isinstance(spec, dict):
