@@ -108,6 +108,11 @@ def run(config, workdir, mode, overwrite=False):
         f"--config.localize.model={model_dir} localizes with a model trained elsewhere: use it with --mode=localize "
         "(or --mode=crop), or leave it empty to train here"
       )
+    if model_dir and not os.path.exists(os.path.join(model_dir, "config.json")):
+      raise InputError(
+        f"--config.localize.model={model_dir}: no config.json there, so it is neither a trained workdir nor an "
+        "exported localizer (--mode=export writes one); pass one of those"
+      )
     if mode in ("crop", "localize", "export"):
       check_trained_config(config, model_dir or workdir)
     else:

@@ -588,6 +588,18 @@ def main_bad_remote_timeout(tmp):
   return Case("main", [TINY, _workdir(tmp), "--config.data.remote_timeout_s=0"], ("data.remote_timeout_s", "positive"))
 
 
+def main_bad_voxel_size(tmp):
+  return Case("main", [TINY, _workdir(tmp), "--config.data.voxel_size_um=(0.5, -1.0, 1.0)"], ("data.voxel_size_um", "> 0"))
+
+
+def main_localize_model_missing(tmp):
+  return Case(
+    "main",
+    [TINY, _workdir(tmp), "--mode=localize", f"--config.localize.model={os.path.join(tmp, 'nowhere')}"],
+    ("localize.model=", "nowhere", "neither a trained workdir nor an exported localizer"),
+  )
+
+
 def main_config_syntax_error(tmp):
   path = _text(os.path.join(tmp, "cfg.py"), "def get_config(:\n  pass\n")
   return Case("main", [f"--config={path}", _workdir(tmp)], ("cfg.py", "syntax error"), (path,))

@@ -141,6 +141,11 @@ class Hdf5Volume(Volume):
   def _voxel_size(self, handle):
     return voxel_size.from_hdf5(handle.file, handle.name)
 
+  @property
+  def stream_rows(self):
+    chunks = self._get_handle().chunks
+    return int(chunks[0]) if chunks else None
+
   def _read_box(self, handle, start, stop):
     try:
       return handle[tuple(slice(a, b) for a, b in zip(start, stop))]
