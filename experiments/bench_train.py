@@ -2,6 +2,7 @@ r"""Throughput of the rotation pipeline alone, the train step alone, and localiz
 
   python experiments/bench_train.py                 # demo config
   python experiments/bench_train.py --config=paper --steps=2   # paper config (ResNet-50, 504 px): a few steps
+  python experiments/bench_train.py --torch          # the train step against the same network in PyTorch
 
 Prints pairs/s of the data pipeline (no model), pairs/s of the jit-compiled train step on a
 fixed batch (no data loading), and seconds per volume for certainty-curve localization.
@@ -54,6 +55,49 @@ def bench_step(task, config, steps):
   return steps * config.data.batch_size / (time.perf_counter() - start), compile_s, state.params
 
 
+def bench_against_torch(task, config, steps, rounds):
+  """Median ratio (and range) of JAX's train-step rate to the same network's in PyTorch, interleaved rounds."""
+  import torch
+  import torch_reference
+
+  model = task.make_model()
+  tx, schedule = train.make_optimizer(config.opt, 100)
+  rng = np.random.default_rng(0)
+  batch = jax.tree.map(
+    lambda s: rng.uniform(size=s.shape).astype(s.dtype) if s.dtype == np.float32 else np.zeros(s.shape, s.dtype),
+    task.example_batch(config.data.batch_size),
+  )
+  state = train.create_train_state(model, batch, jax.random.key(0), tx)
+  step = jax.jit(
+    functools.partial(train.train_step, loss_fn=losses.get_loss(config.loss.name), schedule=schedule), donate_argnums=0
+  )
+  torch_model, torch_step = torch_reference.make_step(config)
+  to_nchw = lambda x: torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))  # noqa: E731
+  ref, twin, angle = to_nchw(batch["ref"]), to_nchw(batch["twin"]), torch.from_numpy(batch["angle"].astype(np.int64))
+  jax_count = sum(x.size for x in jax.tree.leaves(state.params))
+  torch_count = torch_reference.parameter_count(torch_model)
+  print(f"parameters: JAX {jax_count}, PyTorch {torch_count}; PyTorch threads {torch.get_num_threads()}")
+  state, metrics = step(state, batch, jax.random.key(1))  # compile
+  jax.block_until_ready(metrics)
+  torch_step(ref, twin, angle)
+  ratios = []
+  for _ in range(rounds):
+    start = time.perf_counter()
+    for _ in range(steps):
+      state, metrics = step(state, batch, jax.random.key(1))
+    jax.block_until_ready(metrics)
+    jax_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+      torch_step(ref, twin, angle)
+    torch_s = time.perf_counter() - start
+    ratios.append(torch_s / jax_s)
+    print(
+      f"  round: JAX {steps * config.data.batch_size / jax_s:7.1f} pairs/s, PyTorch {steps * config.data.batch_size / torch_s:7.1f} pairs/s"
+    )
+  return float(np.median(ratios)), min(ratios), max(ratios)
+
+
 def bench_localize(task, dataset, params, volumes):
   localize = task.make_localizer(task.make_model(), params).localize
   volume = dataset.volumes[0]
@@ -69,6 +113,8 @@ def main():
   parser.add_argument("--config", choices=("demo", "paper"), default="demo")
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--workers", type=int, default=-1, help="grain worker processes (-1: the config's)")
+  parser.add_argument("--torch", action="store_true", help="only the train step, against the same network in PyTorch")
+  parser.add_argument("--rounds", type=int, default=5, help="interleaved JAX / PyTorch rounds of --steps steps (--torch)")
   args = parser.parse_args()
   config = rotation_xenopus.get_config("demo" if args.config == "demo" else "")
   if args.workers >= 0:
@@ -76,9 +122,16 @@ def main():
   if args.config == "paper":  # the paper's network and input size on two small synthetic volumes
     config.data.synthetic.num_volumes, config.data.synthetic.shape, config.data.batch_size = 2, (112, 112, 112), 8
     config.data.num_workers = 0 if args.workers < 0 else args.workers
+  task = tasks.get_task(config)
+  if args.torch:
+    print(
+      f"{config.model.name} width {config.model.width}, {config.data.slice_size} px, batch {config.data.batch_size}, {jax.device_count()} device(s)"
+    )
+    median, low, high = bench_against_torch(task, config, args.steps, args.rounds)
+    print(f"JAX train step: {median:.2f}x the PyTorch rate (median of {args.rounds} rounds, range {low:.2f}-{high:.2f})")
+    return
   workdir = tempfile.mkdtemp()
   dataset = prepare.load_dataset(config.data, workdir, progress=False)
-  task = tasks.get_task(config)
   print(
     f"{config.model.name} width {config.model.width}, {config.data.slice_size} px slices, batch {config.data.batch_size}, {jax.device_count()} {jax.devices()[0].platform} device(s)"
   )
