@@ -146,6 +146,19 @@ class OmeZarrCropTest(absltest.TestCase):
       (attrs["crop"], attrs["voxel_size_um"], attrs["margin"]), ({"start": start, "stop": stop}, list(size), "2um")
     )
 
+  def test_convert_keeps_the_voxel_size(self):
+    from ssl_ct import convert
+
+    tmp = tempfile.mkdtemp()
+    src = os.path.join(tmp, "ij.tif")
+    tifffile.imwrite(src, _ARRAY, imagej=True, resolution=(1 / 0.5, 1 / 0.5), metadata={"spacing": 1.0, "unit": "um"})
+    out = os.path.join(tmp, "scan.zarr")
+    convert.convert(src, out, progress=False, levels=2)
+    Image.from_zarr(zarr.open_group(out, mode="r"))
+    converted = formats.open_volume(out)
+    np.testing.assert_array_equal(converted.read(), _ARRAY)
+    self.assertEqual(converted.voxel_size_um, (1.0, 0.5, 0.5))
+
   def test_auto_levels_halve_to_the_pyramid_floor(self):
     self.assertEqual(zarr_writer.pyramid_levels((6100, 2000, 2000)), 6)  # 6100 -> 3050 -> ... -> 191
     self.assertEqual(zarr_writer.pyramid_levels((112, 112, 112)), 1)
