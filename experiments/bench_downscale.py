@@ -87,6 +87,7 @@ def main():
   parser.add_argument("--shape", default="1536,1024,1024")
   parser.add_argument("--factor", type=int, default=3)
   parser.add_argument("--folder", default="")
+  parser.add_argument("--steps", default="read,before,now", help="which steps to run (read is the baseline of the ratios)")
   parser.add_argument("--step", default="", help=argparse.SUPPRESS)
   parser.add_argument("--path", default="", help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -107,7 +108,7 @@ def main():
     f"{zarr_writer.directory_bytes(path) / 2**30:.2f} GiB on disk; downscale factor {args.factor}"
   )
   rows = {}
-  for step in ("read", "before", "now"):
+  for step in ["read", *[s for s in args.steps.split(",") if s != "read"]]:
     run = subprocess.run(
       [sys.executable, __file__, f"--step={step}", f"--path={path}", f"--factor={args.factor}"],
       capture_output=True,

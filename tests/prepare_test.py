@@ -83,6 +83,13 @@ class StreamedDownscaleTest(absltest.TestCase):
     out = os.path.join(tempfile.mkdtemp(), "d.zarr")  # 151 planes out: pieces of 2 gathered into two shard rows
     zarr_writer.write_slabs(iter(pieces), out, whole.shape, np.float32)
     np.testing.assert_array_equal(formats.open_volume(out).read(), np.concatenate([b for _, b in pieces]))
+    # A chunked store whose chunk rows exceed the slab budget is read in y bands of whole chunks.
+    chunked = formats.open_volume(helpers.write_in_format(array[:70, :, :].repeat(5, axis=1), tempfile.mkdtemp(), "zarr2"))
+    self.assertEqual(chunked.stream_chunk, (8, 8, 8))
+    reference = volume.block_mean(chunked.read().astype(np.float64), 3).astype(np.float32)
+    banded = list(chunked.downsample_slabs(3, slab_bytes=8 * 24 * 11 * 2))  # 8 planes x 24 rows: two bands a slab
+    np.testing.assert_allclose(np.concatenate([b for _, b in banded]), reference, rtol=1e-6)
+    self.assertEqual([z for z, _ in banded], list(np.cumsum([0] + [len(b) for _, b in banded[:-1]])))
     with self.assertRaisesRegex(ValueError, "arrived where"):
       zarr_writer.write_slabs(iter(pieces[1:]), os.path.join(tempfile.mkdtemp(), "e.zarr"), whole.shape, np.float32)
 

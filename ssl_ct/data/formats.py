@@ -142,9 +142,9 @@ class Hdf5Volume(Volume):
     return voxel_size.from_hdf5(handle.file, handle.name)
 
   @property
-  def stream_rows(self):
+  def stream_chunk(self):
     chunks = self._get_handle().chunks
-    return int(chunks[0]) if chunks else None
+    return tuple(int(c) for c in chunks) if chunks else None
 
   def _read_box(self, handle, start, stop):
     try:
@@ -226,8 +226,8 @@ class TensorstoreVolume(Volume):
     super().__init__(source, name)
 
   @property
-  def stream_rows(self):
-    return int(self._get_handle().chunk_layout.read_chunk.shape[0])
+  def stream_chunk(self):
+    return tuple(int(c) for c in self._get_handle().chunk_layout.read_chunk.shape)
 
   def streamed(self):
     """The same store without the shared decoded-chunk cache: a z-order pass reads each chunk once."""

@@ -10,6 +10,7 @@ Shapes: D, H, W = the volume's z, y, x sizes.
 import abc
 import concurrent.futures
 import logging
+import math
 
 import numpy as np
 import tqdm
@@ -158,43 +159,53 @@ class Volume(abc.ABC):
   def downsample_slabs(self, factor, *, progress=False, slab_bytes=_DOWNSAMPLE_SLAB_BYTES):
     """Yields (z0, float32 block means of the next z planes) of the factor-downsampled volume, in order.
 
-    Streamed in bounded memory: slabs of whole storage chunks along z (about `slab_bytes` as
-    stored) are read once each, in the volume's own dtype and without a decoded-chunk cache, the
-    next one on a reader thread while this one is reduced; the planes that do not fill a
-    factor-deep block wait for the next slab. Memory holds about three slabs, whatever the volume's size.
+    Streamed in bounded memory: boxes of whole storage chunks (at most about `slab_bytes` as
+    stored: a z slab, cut into y bands when one chunk row of planes is larger) are read once each,
+    in the volume's own dtype and without a decoded-chunk cache, the next one on a reader thread
+    while this one is reduced; the planes that do not fill a factor-deep block wait for the next
+    slab. Memory holds a few such boxes, whatever the volume's size.
     """
     factor = int(factor)
     if factor < 1:
       raise InputError(f"downsample factor must be a positive integer, got {factor}")
-    chunk = self.stream_rows or 1
-    plane_bytes = self.shape[1] * self.shape[2] * self.dtype.itemsize
-    rows = max(chunk, slab_bytes // plane_bytes // chunk * chunk)
-    reads = [(z0, min(z0 + rows, self.shape[0])) for z0 in range(0, self.shape[0], rows)]
+    d, h, w = self.shape
+    chunk_z, chunk_y = (self.stream_chunk or (1, 1, 1))[:2]
+    plane_bytes = h * w * self.dtype.itemsize
+    rows = max(chunk_z, slab_bytes // plane_bytes // chunk_z * chunk_z)
+    band = h  # y rows per read: whole planes, or bands of whole chunks and whole blocks when a slab is too large
+    if rows * plane_bytes > slab_bytes:
+      unit = math.lcm(chunk_y, factor)
+      band = min(h, max(unit, slab_bytes // (rows * w * self.dtype.itemsize) // unit * unit))
+    boxes = [(z0, min(z0 + rows, d), y0, min(y0 + band, h)) for z0 in range(0, d, rows) for y0 in range(0, h, band)]
     source = self.streamed()
-    read = lambda z: source.read((z[0], 0, 0), (z[1], *self.shape[1:]))  # noqa: E731
-    carry, out_z = None, 0
+    read = lambda b: source.read((b[0], b[2], 0), (b[1], b[3], w))  # noqa: E731
+    carry, out_z, pieces = {}, 0, []
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as reader:
-      ahead = reader.submit(read, reads[0])
-      for i, (z0, z1) in enumerate(tqdm.tqdm(reads, desc=f"downsample {self.name}", disable=not progress, leave=False)):
+      ahead = reader.submit(read, boxes[0])
+      for i, (z0, z1, y0, y1) in enumerate(tqdm.tqdm(boxes, desc=f"downsample {self.name}", disable=not progress, leave=False)):
         slab = ahead.result()
-        if i + 1 < len(reads):
-          ahead = reader.submit(read, reads[i + 1])
+        if i + 1 < len(boxes):
+          ahead = reader.submit(read, boxes[i + 1])
         if self.dtype.kind == "f" and not np.isfinite(slab).all():
           bad = z0 + int(np.argwhere(~np.isfinite(slab))[0, 0])
           raise InputError(
             f"{self.where}: slice {bad} along z of volume {self.name} holds NaN or Inf voxels; replace them (e.g. np.nan_to_num) before use"
           )
-        if carry is not None:
-          slab = np.concatenate([carry, slab])
-        usable = len(slab) if z1 == self.shape[0] else len(slab) // factor * factor
+        if y0 in carry:
+          slab = np.concatenate([carry.pop(y0), slab])
+        usable = len(slab) if z1 == d else len(slab) // factor * factor
+        if usable < len(slab):
+          carry[y0] = slab[usable:].copy()  # a copy: a view would keep the whole slab alive
         if usable:
-          yield out_z, block_mean(slab[:usable], factor)
-          out_z += -(-usable // factor)
-        carry = slab[usable:] if usable < len(slab) else None
+          pieces.append(block_mean(slab[:usable], factor))
+        if y1 == h and pieces:  # every band of this slab: one piece of the result
+          block = pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
+          yield out_z, block
+          out_z, pieces = out_z + len(block), []
 
   @property
-  def stream_rows(self):
-    """z planes per storage chunk (reads aligned to it decode each chunk once), or None when not chunked."""
+  def stream_chunk(self):
+    """(z, y, x) voxels per storage chunk (reads aligned to it decode each chunk once), or None when not chunked."""
     return None
 
   def streamed(self):
