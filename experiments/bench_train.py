@@ -67,10 +67,13 @@ def bench_against_torch(task, config, steps, rounds):
     lambda s: rng.uniform(size=s.shape).astype(s.dtype) if s.dtype == np.float32 else np.zeros(s.shape, s.dtype),
     task.example_batch(config.data.batch_size),
   )
-  state = train.create_train_state(model, batch, jax.random.key(0), tx)
-  step = jax.jit(
-    functools.partial(train.train_step, loss_fn=losses.get_loss(config.loss.name), schedule=schedule), donate_argnums=0
-  )
+  # The training loop's own step: batch sharded over every (host) device, state replicated.
+  mesh = train.make_mesh()
+  state = jax.device_put(train.create_train_state(model, batch, jax.random.key(0), tx), jax.sharding.NamedSharding(mesh, jax.P()))
+  sharded_step = train.jit_train_step(mesh, losses.get_loss(config.loss.name), schedule)
+  global_batch = train.global_batch(batch, mesh)
+  step = lambda state, _, key: sharded_step(state, global_batch, key)  # noqa: E731
+  torch.set_flush_denormal(True)  # as XLA on CPU does; denormal weights would slow PyTorch tenfold as they appear
   torch_model, torch_step = torch_reference.make_step(config)
   to_nchw = lambda x: torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))  # noqa: E731
   ref, twin, angle = to_nchw(batch["ref"]), to_nchw(batch["twin"]), torch.from_numpy(batch["angle"].astype(np.int64))
