@@ -53,14 +53,10 @@ def main(argv=None):
   args = parser.parse_args(argv)
   if args.levels < 0:
     parser.error(f"--levels={args.levels} is negative; give 1 (the volume only), 0 (automatic) or more")
-  size = None
-  if args.voxel_size_um:
-    try:
-      size = voxel_size.checked([float(v) for v in args.voxel_size_um.split(",")], "--voxel-size-um")
-    except ValueError:
-      parser.error(
-        f"--voxel-size-um={args.voxel_size_um}: not one or three positive micrometres; give e.g. 0.65 or 1.3,0.65,0.65"
-      )
+  try:
+    size = voxel_size.from_flag(args.voxel_size_um)
+  except ValueError as e:
+    parser.error(str(e))
   volume, in_bytes, out_bytes = exit_on_input_error(
     convert,
     args.input,

@@ -140,11 +140,17 @@ def run(config, workdir, mode, overwrite=False):
     if mode == "train":
       return None
     params = train.host_params(state.params) if state is not None else None
-    if config.task in tasks.LOCALIZING and jax.process_count() > 1:  # every process localizes its share of the volumes
-      summary = run_localization.localize_workdir(config, workdir, dataset=dataset, params=params)
-      if jax.process_index() != 0:
+    if config.task in tasks.LOCALIZING:
+      summary = run_localization.localize_workdir(config, workdir, dataset=dataset, params=params)  # each process its share
+      if jax.process_index() != 0:  # reports and cropping: process 0 alone
         return None
-    elif jax.process_index() != 0:  # the rest (segmentation, reports, cropping): process 0 alone
+      for method, metrics in (summary or {}).items():
+        print(f"{method:32s} " + "  ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
+      print(f"boxes, figures and report.md in {results.latest(workdir)}")
+      if mode == "all" and "crop" in config:
+        crop.crop_from_workdir(config, workdir, dataset, overwrite=overwrite)
+      return summary
+    if jax.process_index() != 0:  # segmentation and pre-training reports: process 0 alone
       return None
     if config.task == "segmentation":  # the downstream task: predicted label volumes scored by IoU, no boxes
       from ssl_ct import segment
@@ -153,21 +159,11 @@ def run(config, workdir, mode, overwrite=False):
       print("segmentation IoU on the test volumes: " + "  ".join(f"{k}={v:.4f}" for k, v in result["summary"].items()))
       print(f"label volumes, overlays and report.md in {results.latest(workdir, segment.FOLDER)}")
       return result
-    if config.task not in tasks.LOCALIZING:  # a pre-training run: its encoder initialises segmentation models
-      if mode == "localize":
-        raise InputError(
-          f"task {config.task!r} does not localize; pass this workdir as --config.init of configs/segment_medaka.py"
-        )
-      print(f"pre-trained encoder in {workdir}/checkpoints; use it with configs/segment_medaka.py --config.init={workdir}")
-      return None
-    if jax.process_count() == 1:
-      summary = run_localization.localize_workdir(config, workdir, dataset=dataset, params=params)
-    for method, metrics in (summary or {}).items():
-      print(f"{method:32s} " + "  ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
-    print(f"boxes, figures and report.md in {results.latest(workdir)}")
-    if mode == "all" and "crop" in config:
-      crop.crop_from_workdir(config, workdir, dataset, overwrite=overwrite)
-    return summary
+    # A pre-training run: its encoder initialises segmentation models.
+    if mode == "localize":
+      raise InputError(f"task {config.task!r} does not localize; pass this workdir as --config.init of configs/segment_medaka.py")
+    print(f"pre-trained encoder in {workdir}/checkpoints; use it with configs/segment_medaka.py --config.init={workdir}")
+    return None
   finally:
     if lock is not None:
       os.close(lock)

@@ -58,6 +58,17 @@ def checked(size, what):
   return tuple(float(v) for v in values)
 
 
+def from_flag(text, flag="--voxel-size-um"):
+  """The (z, y, x) micrometres a command-line flag gives ("0.65" or "1.3,0.65,0.65"), or None for
+  an empty flag; ValueError naming the flag and the forms it takes."""
+  if not text:
+    return None
+  try:
+    return checked([float(v) for v in text.split(",")], flag)
+  except ValueError:
+    raise ValueError(f"{flag}={text}: not one or three positive micrometres; give e.g. 0.65 or 1.3,0.65,0.65") from None
+
+
 def _scale_of(transforms):
   for t in transforms or ():
     if t.get("type") == "scale":

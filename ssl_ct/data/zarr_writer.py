@@ -67,12 +67,7 @@ def write_zarr3(source, out_path, *, overwrite=False, attributes=None, progress=
   shape = tuple(b - a for a, b in zip(start, stop))
   with outputs.atomic_dir(out_path, overwrite) as tmp:
     store = ts.open(zarr3_spec(tmp, shape, volume.dtype, attributes=attributes)).result()
-    rows = store.chunk_layout.write_chunk.shape[0]
-    slabs = list(range(0, shape[0], rows))
-    for z0 in tqdm.tqdm(slabs, desc=f"write {os.path.basename(out_path)}", disable=not progress, unit="slab"):
-      z1 = min(z0 + rows, shape[0])
-      data = volume.read((start[0] + z0, start[1], start[2]), (start[0] + z1, stop[1], stop[2]))
-      store[z0:z1].write(data).result()
+    _stream(_box_reader(volume, start, stop), store, progress, out_path, 0)
     nbytes = directory_bytes(tmp)
   return nbytes
 
@@ -162,9 +157,7 @@ def write_ome_zarr(source, out_path, *, overwrite=False, attributes=None, progre
     with open(os.path.join(tmp, "zarr.json"), "w") as f:
       json.dump(group, f, indent=1)
     level = ts.open(zarr3_spec(os.path.join(tmp, "0"), shape, volume.dtype)).result()
-    _stream(
-      lambda a, b: volume.read((start[0] + a, start[1], start[2]), (start[0] + b, stop[1], stop[2])), level, progress, out_path, 0
-    )
+    _stream(_box_reader(volume, start, stop), level, progress, out_path, 0)
     for k in range(1, count):
       smaller = ts.downsample(level, [2, 2, 2], method="mean")
       nxt = ts.open(zarr3_spec(os.path.join(tmp, str(k)), smaller.shape, volume.dtype)).result()
@@ -174,7 +167,13 @@ def write_ome_zarr(source, out_path, *, overwrite=False, attributes=None, progre
   return nbytes
 
 
+def _box_reader(volume, start, stop):
+  """read_rows(z0, z1) of the box [start, stop) of `volume`, z counted from the box's start."""
+  return lambda z0, z1: volume.read((start[0] + z0, start[1], start[2]), (start[0] + z1, stop[1], stop[2]))
+
+
 def _stream(read_rows, store, progress, out_path, level):
+  """Writes `store` a write-chunk row of z planes at a time from read_rows(z0, z1)."""
   rows = store.chunk_layout.write_chunk.shape[0]
   slabs = list(range(0, store.shape[0], rows))
   desc = f"write {os.path.basename(out_path)}" + (f" level {level}" if level else "")
