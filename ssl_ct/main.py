@@ -81,7 +81,17 @@ def check_trained_config(config, workdir):
 
 
 def _workdir_outputs(config, workdir):
-  folders = ("config.json", "checkpoints", "metrics.jsonl", "localization", "segmentation", "cache", "data", "localizer")
+  folders = (
+    "config.json",
+    "checkpoints",
+    "metrics.jsonl",
+    "tensorboard",
+    "localization",
+    "segmentation",
+    "cache",
+    "data",
+    "localizer",
+  )
   cropped = [config.crop.out_dir or os.path.join(workdir, "cropped")] if "crop" in config else []
   return [os.path.join(workdir, f) for f in folders] + cropped
 
