@@ -62,7 +62,7 @@ def main():
     inside_stop = np.mean([np.subtract(known[n]["box"]["stop"], boxes[n]["stop"]) for n in found], axis=0)
     print(f"boxes.json edges inside the truth (voxels, z y x; negative = outside): start {inside_start}, stop {inside_stop}")
   print("box rule on the saved grids and scores (means over volumes; min crop recall over volumes):")
-  base = {"smooth": config.localize_sorting.smooth}
+  base = {"smooth": config.localize.smooth}
   margin = config.crop.margin if args.margin is None else args.margin
   rules = [{"extent": "variance", "top_percent": top, "max_gap": config.localize.max_gap} for top in (3, 5, 10)]
   rules += [

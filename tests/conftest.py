@@ -1,9 +1,19 @@
 """Test-wide settings: strict rank promotion, a headless matplotlib, the persistent compilation
-cache (for this process and every subprocess a test starts: each tiny model compiles once)."""
+cache (for this process and every subprocess a test starts: each tiny model compiles once), and one
+scratch folder for every temporary file of the run, removed when it ends (tests and their
+subprocesses make thousands; left in the system's temp folder they filled it run after run)."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 from ssl_ct import compilation_cache
+
+_SCRATCH = tempfile.mkdtemp(prefix="ssl_ct_tests_")
+os.environ["TMPDIR"] = _SCRATCH  # subprocesses of tests inherit it
+tempfile.tempdir = _SCRATCH
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 for key, value in compilation_cache.environment().items():
