@@ -1,0 +1,191 @@
+"""Growing a coarse sample box to the sample's faint parts by background subtraction along one axis.
+
+A localizer's box sits on what its network found most telling (the sorting variance on a
+fish's dense core) and misses faint fins and tails at its edges. Here the slices along `axis`
+outside the box (minus a guard) are the background: every pixel's median and spread (MAD)
+over them say what an empty slice looks like there, tube wall, medium, rings and all, whatever
+their brightness. Each voxel of the box grown by `band` of the volume's sides gets a z-score against
+them; after a Gaussian smoothing of one voxel (across the other two dimensions, for the profile
+along each), a voxel is foreground when its |z| exceeds what only `false_positive` of the voxels of
+background slices do. Each face of the box then moves outward over every index whose foreground count is at least `min_fraction` of the
+region's cross-section (gaps of up to `max_gap` indices bridged), never past the band and never
+inward: the refinement only adds voxels. Along `axis` first, the background re-estimated
+without the new sample slices each time, until it settles (at most `iterations` moves), then in
+the plane.
+
+It needs empty slices along `axis` (a sorting volume's tube ends); without enough of them the
+box is returned unchanged and the note says why. Pure numpy; the volume is read in blocks of
+slices, so memory holds the band region's cross-section times at most `_STAT_SLICES` slices.
+"""
+
+import numpy as np
+import scipy.ndimage
+
+_BLOCK = 64  # slices per read
+_SIGMA = 1.0  # voxels, Gaussian smoothing of the z-scores
+_HALO = 3  # slices read past a block's ends so the smoothing sees its neighbours
+_CUT_SLICES = 16  # contiguous background slices per run the foreground cut is measured on
+_CUT_CHUNKS = 8  # such runs, at most
+_STAT_SLICES = 128  # background slices the per-pixel statistics are taken over, at most
+
+
+def _read(volume, axis, first, stop, lo, hi):
+  """Slices [first, stop) along `axis`, in-plane [lo, hi) (volume order), float32 with `axis` first."""
+  start, end = list(lo), list(hi)
+  start[axis], end[axis] = first, stop
+  return np.moveaxis(volume.read(start, end), axis, 0).astype(np.float32)
+
+
+def _background_runs(length, start, stop, guard):
+  """Half-open runs of slice indices outside [start - guard, stop + guard)."""
+  runs = [(0, max(0, start - guard)), (min(length, stop + guard), length)]
+  return [(a, b) for a, b in runs if b > a]
+
+
+def _background_stats(volume, axis, runs, lo, hi):
+  """(centre, spread) per in-plane pixel over the background slices: median and 1.4826 x MAD.
+
+  Robust, because the faint sample the refinement is after lies partly among these slices
+  until it is found; the spread is floored at its median over pixels (flat, noiseless regions).
+  At most _STAT_SLICES slices, evenly spaced, are read.
+  """
+  indices = np.concatenate([np.arange(a, b) for a, b in runs])
+  indices = indices[np.linspace(0, len(indices) - 1, min(len(indices), _STAT_SLICES)).round().astype(int)]
+  stack = np.concatenate([_read(volume, axis, i, i + 1, lo, hi) for i in np.unique(indices)])
+  centre = np.median(stack, axis=0)
+  spread = 1.4826 * np.median(np.abs(stack - centre), axis=0)
+  return centre, np.maximum(spread, max(float(np.median(spread)), 1e-12))
+
+
+def _smoothed_z(block, centre, spread, along):
+  """z-scores of a block (sort axis first) smoothed across every dimension but `along` (block order).
+
+  Not along the profiled dimension: a blur there would move a bright face outward by its tail.
+  """
+  sigma = [0.0 if d == along else _SIGMA for d in range(3)]
+  return scipy.ndimage.gaussian_filter((block - centre) / spread, sigma, mode="nearest")
+
+
+def _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive):
+  """Per block dimension, the |smoothed z| that only `false_positive` of background voxels exceed.
+
+  CT noise is neither Gaussian nor independent (streaks, rings), so a multiple of its spread
+  would not say how often empty voxels pass: the quantile is measured, on up to _CUT_CHUNKS
+  runs of _CUT_SLICES background slices spread over the background, and the median over runs
+  taken. Atypical runs (the tube's ends, a faint part of the sample still outside the box)
+  are outvoted.
+  """
+  chunks = [(first, min(b, first + _CUT_SLICES)) for a, b in runs for first in range(a, b, _CUT_SLICES)]
+  chunks = [chunks[i] for i in np.unique(np.linspace(0, len(chunks) - 1, min(len(chunks), _CUT_CHUNKS)).round().astype(int))]
+  quantiles = []
+  for first, stop in chunks:
+    block = _read(volume, axis, first, stop, lo, hi)
+    quantiles.append([np.quantile(np.abs(_smoothed_z(block, centre, spread, d)), 1.0 - false_positive) for d in range(3)])
+  return [float(q) for q in np.median(quantiles, axis=0)]
+
+
+def _profiles(volume, axis, lo, hi, centre, spread, cuts):
+  """Foreground voxel counts per index of each block dimension (sort axis, rows, cols), region coordinates."""
+  first, stop = lo[axis], hi[axis]
+  sides = [stop - first, *(hi[d] - lo[d] for d in _plane_dims(axis))]
+  counts = [np.zeros(n, np.int64) for n in sides]
+  for a in range(first, stop, _BLOCK):
+    b = min(stop, a + _BLOCK)
+    pad_a, pad_b = max(0, a - _HALO), min(volume.shape[axis], b + _HALO)
+    block = _read(volume, axis, pad_a, pad_b, lo, hi)
+    for d in range(3):
+      foreground = np.abs(_smoothed_z(block, centre, spread, d)[a - pad_a : b - pad_a]) > cuts[d]
+      summed = foreground.sum(axis=tuple(e for e in range(3) if e != d))
+      if d == 0:
+        counts[0][a - first : b - first] = summed
+      else:
+        counts[d] += summed
+  return counts
+
+
+def _plane_dims(axis):
+  return [d for d in range(3) if d != axis]
+
+
+def _grow(hits, start, stop, offset, low, high, max_gap):
+  """(start, stop) moved outward over hit indices (global), gaps of up to `max_gap` bridged, within [low, high)."""
+  new_stop, gap, i = stop, 0, stop
+  while i < high and gap <= max_gap:
+    gap = 0 if hits[i - offset] else gap + 1
+    new_stop = i + 1 if gap == 0 else new_stop
+    i += 1
+  new_start, gap, i = start, 0, start - 1
+  while i >= low and gap <= max_gap:
+    gap = 0 if hits[i - offset] else gap + 1
+    new_start = i if gap == 0 else new_start
+    i -= 1
+  return new_start, new_stop
+
+
+def refine_box(
+  volume,
+  box,
+  axis,
+  *,
+  band=0.25,
+  false_positive=1e-3,
+  min_fraction=0.01,
+  guard=0.02,
+  max_gap=2,
+  min_background=0.05,
+  iterations=4,
+):
+  """(box, note): `box` ({"start", "stop"}, half-open, on the volume's grid) grown to the faint sample, or unchanged.
+
+  `band`: how far a face may move, fraction of the volume's side along that dimension;
+  `guard`: slices next to the box left out of the background, fraction of the axis (at least 2);
+  `min_background`: fewest background slices needed, fraction of the axis (at least 8).
+  The note says what moved, or why nothing could ("" when nothing needed to).
+  """
+  if box is None:
+    return None, ""
+  shape = volume.shape
+  length = shape[axis]
+  coarse_start, coarse_stop = list(box["start"]), list(box["stop"])
+  lo = [max(0, a - int(np.ceil(band * n))) for a, n in zip(coarse_start, shape)]
+  hi = [min(n, b + int(np.ceil(band * n))) for b, n in zip(coarse_stop, shape)]
+  guard_slices = max(2, int(round(guard * length)))
+  needed = max(8, int(np.ceil(min_background * length)))
+  start, stop = list(coarse_start), list(coarse_stop)
+  sides = [h - low for low, h in zip(lo, hi)]
+
+  def grown(d, counts):
+    hits = counts >= max(2, min_fraction * int(np.prod(sides)) // sides[d])
+    return _grow(hits, start[d], stop[d], lo[d], lo[d], hi[d], max_gap)
+
+  # The sort axis first, until it settles: sample slices found there leave the background,
+  # which changes every z-score. Then the plane, once: its profiles do not depend on its faces.
+  for round_ in range(iterations + 1):
+    runs = _background_runs(length, start[axis], stop[axis], guard_slices)
+    if sum(b - a for a, b in runs) < needed:
+      note = f"not refined further: fewer than {needed} empty slices along {'zyx'[axis]} outside the box"
+      return _result(box, start, stop, note)
+    centre, spread = _background_stats(volume, axis, runs, lo, hi)
+    cuts = _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive)
+    counts = dict(zip([axis, *_plane_dims(axis)], _profiles(volume, axis, lo, hi, centre, spread, cuts)))
+    if round_ < iterations:
+      new = grown(axis, counts[axis])
+      if new != (start[axis], stop[axis]):
+        start[axis], stop[axis] = new
+        continue
+    for d in _plane_dims(axis):
+      start[d], stop[d] = grown(d, counts[d])
+    break
+  return _result(box, start, stop, "")
+
+
+def _result(box, start, stop, note):
+  grown = [
+    f"{'zyx'[d]}{sign} by {n}"
+    for d in range(3)
+    for sign, n in (("-", box["start"][d] - start[d]), ("+", stop[d] - box["stop"][d]))
+    if n > 0
+  ]
+  if grown:
+    note = "; ".join(filter(None, [f"grown to the faint sample: {', '.join(grown)} voxels", note]))
+  return {"start": [int(s) for s in start], "stop": [int(s) for s in stop]}, note

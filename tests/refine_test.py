@@ -1,0 +1,58 @@
+"""Box refinement by background subtraction (ssl_ct/refine.py) on planted volumes: a tube with
+a bright core and a faint extension, a bright wall that must not pull the box, no empty slices."""
+
+import numpy as np
+from absl.testing import absltest
+
+from ssl_ct import refine
+from ssl_ct.data.volume import ArrayVolume
+
+
+def _tube(seed=0, shape=(120, 48, 48)):
+  """Noise with a per-pixel pattern that repeats on every slice (tube wall, medium), plus a bright wall."""
+  rng = np.random.default_rng(seed)
+  pattern = rng.normal(100.0, 20.0, shape[1:]).astype(np.float32)
+  pattern[:, :4] += 400.0  # a bright wall along the whole axis
+  return pattern[None] + rng.normal(0.0, 5.0, shape).astype(np.float32)
+
+
+class RefineTest(absltest.TestCase):
+  def test_grows_to_a_faint_extension(self):
+    data = _tube()
+    data[30:70, 16:32, 16:32] += 60.0  # the core the coarse box sits on
+    data[70:78, 20:28, 20:28] += 12.0  # a faint tail along the axis (2.4 x the voxel noise)
+    data[40:60, 32:36, 18:30] += 12.0  # a faint fin in the plane
+    coarse = {"start": [30, 16, 16], "stop": [70, 32, 32]}
+    box, note = refine.refine_box(ArrayVolume(data), coarse, axis=0)
+    self.assertEqual(box["start"], [30, 16, 16])
+    self.assertEqual(box["stop"], [78, 36, 32])
+    self.assertIn("z+ by 8", note)
+    self.assertIn("y+ by 4", note)
+
+  def test_never_shrinks_and_ignores_what_every_slice_has(self):
+    data = _tube(seed=1)
+    data[30:70, 10:38, 10:38] += 60.0
+    coarse = {"start": [25, 6, 8], "stop": [75, 40, 40]}  # loose already; the wall at x < 4 is on every slice
+    box, note = refine.refine_box(ArrayVolume(data), coarse, axis=0)
+    self.assertEqual(box, coarse)
+    self.assertEqual(note, "")
+
+  def test_band_caps_the_growth(self):
+    data = _tube(seed=2)
+    data[30:70, 16:32, 16:32] += 60.0
+    coarse = {"start": [30, 16, 16], "stop": [50, 32, 32]}  # the sample goes on past the band
+    box, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0, band=0.1)
+    self.assertEqual(box["stop"][0], 62)  # 50 + 0.1 * 120
+
+  def test_without_empty_slices_the_box_stays(self):
+    data = _tube(seed=3, shape=(40, 32, 32))
+    data[2:38, 8:24, 8:24] += 60.0
+    coarse = {"start": [2, 8, 8], "stop": [38, 24, 24]}
+    box, note = refine.refine_box(ArrayVolume(data), coarse, axis=0)
+    self.assertEqual(box, coarse)
+    self.assertIn("not refined", note)
+    self.assertEqual(refine.refine_box(ArrayVolume(data), None, axis=0), (None, ""))
+
+
+if __name__ == "__main__":
+  absltest.main()
