@@ -89,6 +89,14 @@ def get_config(arg=None):
   config.localize.extent = "score"
   config.localize.flat_fraction = 0.1  # fraction of slices that set the empty-slice score level
   config.localize.cut_noise_factor = 2.0  # cut at this many times the empty slices' score noise
+  # Grow the box to the sample's faint parts (fins, the tail's tip) that the variance misses:
+  # background subtraction along the sort axis, each face at most refine_band of the volume's side
+  # further out (ssl_ct/refine.py). Both settings chosen on the held-out seeds 4 and 5 (README:
+  # experiments/select_refine.py); growth runs away when the false-positive rate nears the fraction.
+  config.localize.refine = True
+  config.localize.refine_band = 0.25
+  config.localize.refine_false_positive = 3e-4  # foreground: a smoothed |z| only this fraction of empty voxels exceed
+  config.localize.refine_min_fraction = 0.005  # an index is sample when this fraction of the band's cross-section is
   # Boxes are used only from a model whose validation mean displacement is at most this fraction
   # of a random order's; above it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.max_displacement_over_chance = 0.5
@@ -97,10 +105,10 @@ def get_config(arg=None):
   config.localize.model = ""
 
   config.crop = ml_collections.ConfigDict()
-  # Safety margin around the box, fraction of each side of the volume. 7.5%, not 5%: the boxes
-  # end a few slices before the faint tail's tip; on held-out sets 5% kept 98.9-99.1% of the
-  # sample's voxels, 7.5% 99.5-99.6% (README).
-  config.crop.margin = 0.075
+  # Safety margin around the box, fraction of each side of the volume. With the refined boxes 1%
+  # keeps at least 99.4% of every fish of seeds 4 and 5 at 1.07-1.11x the ideal box's volume;
+  # without refinement the boxes end before the faint fins and tail, and 7.5% was needed (README).
+  config.crop.margin = 0.01
   config.crop.out_dir = ""  # where cropped volumes go; "" = <workdir>/cropped
   config.crop.margin_um = 0.0  # > 0: the margin in micrometres on every face instead (needs the voxel size)
   config.crop.levels = 0  # OME-Zarr pyramid levels of each crop; 0 = halve until <= 256 voxels a side
