@@ -10,7 +10,8 @@ scores (`localize_sorting.box_from_grid` with the run's rule, no network), then
 `refine.refine_box` on the analysed volumes over a grid of false-positive rates and minimum fractions
 (and "none"), each cropped with several margins. Prints, per setting and workdir, the box MAE,
 IoU, the mean and worst sample recall after cropping, and the volume kept over the ideal (the
-truth boxes'). Needs ground-truth masks (the synthetic sets have them). Choose on sets you do
+truth boxes'); with --empty-tubes=N, how many of N synthetic tubes without a fish, given the
+coarse boxes of N fish, the refinement declares empty (null). Needs ground-truth masks (the synthetic sets have them). Choose on sets you do
 not report on.
 """
 
@@ -21,7 +22,8 @@ import os
 import numpy as np
 
 from ssl_ct import crop, evaluate, localize_sorting, refine, results, run_localization
-from ssl_ct.data import prepare
+from ssl_ct.data import phantoms, prepare, tomography
+from ssl_ct.data.volume import ArrayVolume
 
 
 def _coarse_boxes(config, saved, shapes):
@@ -36,6 +38,16 @@ def _coarse_boxes(config, saved, shapes):
       arrays["variance"], arrays["scores"], float(arrays["cell"]), int(arrays["axis"]), shapes[name], **rule
     )
   return boxes
+
+
+def _empty_tube(shape, index):
+  """A synthetic medaka volume with the fish replaced by the medium: a tube holding no sample."""
+  rng = np.random.default_rng([99, index])
+  phantom = phantoms.medaka(tuple(shape), rng)
+  mu = phantom.mu_DxHxW
+  mu[phantom.mask_DxHxW] = phantoms.MEDIUM_MU_128 * 128 / shape[1]
+  ring = rng.choice([0.0, rng.uniform(0.004, 0.012)])
+  return ArrayVolume(tomography.scan(mu, rng, num_angles=shape[1], ring_strength=ring).astype(np.float32), f"empty_{index}")
 
 
 def _scores(boxes, known, saved, margin):
@@ -57,6 +69,7 @@ def main():
   parser.add_argument("--min-fractions", default="0.005,0.01,0.02")
   parser.add_argument("--bands", default="0.25")
   parser.add_argument("--margins", default="0,0.01,0.025,0.05,0.075")
+  parser.add_argument("--empty-tubes", type=int, default=0, help="also refine each workdir's first N coarse boxes on empty tubes")
   args = parser.parse_args()
   floats = lambda text: [float(t) for t in text.split(",")]  # noqa: E731
   settings = [None] + list(itertools.product(floats(args.false_positives), floats(args.min_fractions), floats(args.bands)))
@@ -84,8 +97,17 @@ def main():
         mae, iou, recall, worst, kept = _scores(boxes, known, saved, margin)
         print(
           f"  {text}, margin {margin:.3f}: MAE {mae:.2f}  IoU {iou:.3f}  recall after crop {recall:.4f}"
-          f" (worst {worst:.4f})  kept {kept:.2f}x ideal"
+          f" (worst {worst:.4f})  kept {kept:.2f}x ideal  null on {sum(boxes[n] is None for n, _, _ in saved)} fish"
         )
+      if setting is not None and args.empty_tubes:
+        found = [n for n, _, _ in saved if coarse[n]][: args.empty_tubes]
+        kept = [
+          refine.refine_box(
+            _empty_tube(volumes[n].shape, i), coarse[n], 0, band=band, false_positive=false_positive, min_fraction=min_fraction
+          )[0]
+          for i, n in enumerate(found)
+        ]
+        print(f"  {text}: empty tubes given the coarse boxes of {len(found)} fish: {sum(b is None for b in kept)} come back null")
     print(flush=True)
 
 

@@ -403,6 +403,7 @@ class SortingLocalizer:
     if self.refine is not None and box is not None:
       extras["coarse_box"] = box
       box, extras["refinement"] = refine_box(volume, box, axis, **self.refine)
+      extras["outcome"] = "no sample" if box is None else extras["outcome"]
     return box, extras
 
   def save(self, out_dir, name, diagnostics, *, volume, value_range, shown):

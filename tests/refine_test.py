@@ -44,6 +44,13 @@ class RefineTest(absltest.TestCase):
     box, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0, band=0.1)
     self.assertEqual(box["stop"][0], 62)  # 50 + 0.1 * 120
 
+  def test_a_box_around_nothing_is_no_sample(self):
+    data = _tube(seed=4)
+    data[10:14, 30:33, 30:33] += 60.0  # a speck of debris: a few slices, not the box
+    box, note = refine.refine_box(ArrayVolume(data), {"start": [10, 16, 16], "stop": [70, 40, 40]}, axis=0)
+    self.assertIsNone(box)
+    self.assertIn("no sample", note)
+
   def test_without_empty_slices_the_box_stays(self):
     data = _tube(seed=3, shape=(40, 32, 32))
     data[2:38, 8:24, 8:24] += 60.0
