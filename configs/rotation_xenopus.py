@@ -79,6 +79,13 @@ def get_config(arg=None):
   # The sample fills an axis when even its least certain tenth of slices is this far above chance
   # (1 / angle classes, what a pair without sample scores); all three axes: it fills the field.
   config.localize.fill_margin = 0.2
+  # Grow the box to the sample's faint parts by background subtraction along refine_axis (the
+  # scan's rotation axis, along which holders, medium and rings do not change; ssl_ct/refine.py).
+  config.localize.refine = False
+  config.localize.refine_axis = 0
+  config.localize.refine_band = 0.25  # each face moves at most this fraction of the volume's side
+  config.localize.refine_false_positive = 3e-4  # foreground: a smoothed |z| only this fraction of empty voxels exceed
+  config.localize.refine_min_fraction = 0.005  # an index is sample when this fraction of the band's cross-section is
   # Boxes are used only from a model whose validation rotation accuracy is at least this many
   # times chance; below it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.min_accuracy_over_chance = 2.0

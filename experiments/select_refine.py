@@ -2,17 +2,18 @@ r"""Which face refinement (ssl_ct/refine.py) and crop margin keep every sample a
 
   python -m ssl_ct.main --config=configs/sorting_medaka.py:demo --workdir=W       # trains, localizes
   python -m ssl_ct.main --config=configs/sorting_medaka.py:demo --mode=localize \
-      --config.data.synthetic.seed=4 --config.localize.model=W --workdir=W4       # a held-out set
-  python experiments/select_refine.py --workdirs=W4,W5
+      --config.data.synthetic.seed=4 --config.localize.model=W --config.localize.refine=False --workdir=W4
+  python experiments/select_refine.py --workdirs=W4,W5 [--empty-tubes=12]
 
-Replays each workdir's latest localization: the coarse boxes from its saved variance grids and
-scores (`localize_sorting.box_from_grid` with the run's rule, no network), then
-`refine.refine_box` on the analysed volumes over a grid of false-positive rates and minimum fractions
-(and "none"), each cropped with several margins. Prints, per setting and workdir, the box MAE,
-IoU, the mean and worst sample recall after cropping, and the volume kept over the ideal (the
-truth boxes'); with --empty-tubes=N, how many of N synthetic tubes without a fish, given the
-coarse boxes of N fish, the refinement declares empty (null). Needs ground-truth masks (the synthetic sets have them). Choose on sets you do
-not report on.
+Replays each workdir's latest localization, which ran without refinement (its boxes.json holds
+the coarse boxes; rotation or sorting), with `refine.refine_box` on the analysed volumes over a
+grid of false-positive rates and minimum fractions (and "none"), along the run's refinement axis
+(sorting: the sort axis; rotation: `localize.refine_axis`), each cropped with several margins.
+Prints, per setting and workdir, the box MAE, IoU, the mean and worst sample recall after
+cropping, the volume kept over the ideal (the truth boxes') and how many samples came back null;
+with --empty-tubes=N, how many of N synthetic tubes without a fish, given the coarse boxes of N
+samples, the refinement declares empty (null). Needs ground-truth masks (the synthetic sets have
+them). Choose on sets you do not report on.
 """
 
 import argparse
@@ -21,23 +22,9 @@ import os
 
 import numpy as np
 
-from ssl_ct import crop, evaluate, localize_sorting, refine, results, run_localization
-from ssl_ct.data import phantoms, prepare, tomography
+from ssl_ct import crop, evaluate, refine, report, results
+from ssl_ct.data import phantoms, pipeline, prepare, tomography, truth
 from ssl_ct.data.volume import ArrayVolume
-
-
-def _coarse_boxes(config, saved, shapes):
-  rule = {
-    k: v
-    for k, v in config.localize.items()
-    if k in ("top_percent", "smooth", "max_gap", "extent", "flat_fraction", "cut_noise_factor")
-  }
-  boxes = {}
-  for name, arrays, _ in saved:
-    boxes[name], _ = localize_sorting.box_from_grid(
-      arrays["variance"], arrays["scores"], float(arrays["cell"]), int(arrays["axis"]), shapes[name], **rule
-    )
-  return boxes
 
 
 def _empty_tube(shape, index):
@@ -50,10 +37,29 @@ def _empty_tube(shape, index):
   return ArrayVolume(tomography.scan(mu, rng, num_angles=shape[1], ring_strength=ring).astype(np.float32), f"empty_{index}")
 
 
-def _scores(boxes, known, saved, margin):
+def _load(workdir):
+  """(config, {name: volume}, {name: coarse box}, {name: (truth box, mask)}, axis) of the latest run."""
+  run = results.latest(workdir)
+  config = results.read_config(run)
+  if config.localize.get("refine", False):
+    raise SystemExit(f"error: {run} was localized with refinement; localize again with --config.localize.refine=False")
+  dataset = prepare.load_dataset(config.data, workdir, progress=False)
+  if any(dataset.factor(v.name) != 1 for v in dataset.volumes):
+    raise SystemExit(f"error: {workdir} was localized on a downscaled grid; replay needs data.downscale_to=0")
+  boxes, meta = report.read_boxes(os.path.join(run, "boxes.json"))
+  boxes = meta.get("model_boxes") or boxes
+  root = prepare.data_root(config.data, workdir, progress=False)
+  known = truth.read_truth(root)
+  volumes = {v.name: v for v in dataset.volumes if v.name in known}
+  truths = {n: (known[n]["box"], truth.read_mask(root, known[n])) for n in volumes}
+  shape = next(iter(volumes.values())).shape
+  axis = pipeline.sort_axis(shape, config.data.sort_axis) if config.task == "sorting" else config.localize.refine_axis
+  return config, volumes, {n: boxes[n] for n in volumes}, truths, axis
+
+
+def _scores(boxes, truths, margin):
   rows = []
-  for name, _, mask in saved:
-    truth_box = known[name]["box"]
+  for name, (truth_box, mask) in truths.items():
     metrics = evaluate.box_metrics(boxes[name], truth_box, mask.shape, mask)
     cropped = evaluate.box_metrics(crop.margin_box(boxes[name], mask.shape, margin), truth_box, mask.shape, mask)
     ideal = evaluate.box_metrics(truth_box, truth_box, mask.shape)["kept_fraction"]
@@ -64,50 +70,39 @@ def _scores(boxes, known, saved, margin):
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--workdirs", required=True, help="comma-separated workdirs with a sorting localization")
+  parser.add_argument("--workdirs", required=True, help="comma-separated workdirs with a localization run without refinement")
   parser.add_argument("--false-positives", default="0.001,0.0003,0.0001")
-  parser.add_argument("--min-fractions", default="0.005,0.01,0.02")
+  parser.add_argument("--min-fractions", default="0.0025,0.005,0.01")
   parser.add_argument("--bands", default="0.25")
-  parser.add_argument("--margins", default="0,0.01,0.025,0.05,0.075")
+  parser.add_argument("--margins", default="0,0.01,0.025,0.05")
   parser.add_argument("--empty-tubes", type=int, default=0, help="also refine each workdir's first N coarse boxes on empty tubes")
   args = parser.parse_args()
   floats = lambda text: [float(t) for t in text.split(",")]  # noqa: E731
   settings = [None] + list(itertools.product(floats(args.false_positives), floats(args.min_fractions), floats(args.bands)))
   for workdir in args.workdirs.split(","):
-    config, known, saved = run_localization.load_saved(workdir, "variance")
-    dataset = prepare.load_dataset(config.data, workdir, progress=False)
-    volumes = {v.name: v for v in dataset.volumes}
-    if any(dataset.factor(name) != 1 for name, _, _ in saved):
-      raise SystemExit(f"error: {workdir} was localized on a downscaled grid; replay needs data.downscale_to=0")
-    coarse = _coarse_boxes(config, saved, {n: volumes[n].shape for n, _, _ in saved})
-    print(f"{workdir} ({results.latest(workdir)}), {len(saved)} volumes:")
+    _, volumes, coarse, truths, axis = _load(workdir)
+    print(f"{workdir} ({results.latest(workdir)}), {len(volumes)} volumes, refined along {'zyx'[axis]}:")
     for setting in settings:
       if setting is None:
         boxes, text = coarse, "coarse (no refinement)"
       else:
         false_positive, min_fraction, band = setting
-        boxes = {
-          n: refine.refine_box(
-            volumes[n], coarse[n], int(a["axis"]), band=band, false_positive=false_positive, min_fraction=min_fraction
-          )[0]
-          for n, a, _ in saved
-        }
+        kw = {"band": band, "false_positive": false_positive, "min_fraction": min_fraction}
+        boxes = {n: refine.refine_box(volumes[n], coarse[n], axis, **kw)[0] for n in volumes}
         text = f"false positive {false_positive:g}, min fraction {min_fraction:g}, band {band:g}"
+      nulls = sum(boxes[n] is None for n in volumes)
       for margin in floats(args.margins):
-        mae, iou, recall, worst, kept = _scores(boxes, known, saved, margin)
+        mae, iou, recall, worst, kept = _scores(boxes, truths, margin)
         print(
           f"  {text}, margin {margin:.3f}: MAE {mae:.2f}  IoU {iou:.3f}  recall after crop {recall:.4f}"
-          f" (worst {worst:.4f})  kept {kept:.2f}x ideal  null on {sum(boxes[n] is None for n, _, _ in saved)} fish"
+          f" (worst {worst:.4f})  kept {kept:.2f}x ideal  null on {nulls} samples"
         )
       if setting is not None and args.empty_tubes:
-        found = [n for n, _, _ in saved if coarse[n]][: args.empty_tubes]
-        kept = [
-          refine.refine_box(
-            _empty_tube(volumes[n].shape, i), coarse[n], 0, band=band, false_positive=false_positive, min_fraction=min_fraction
-          )[0]
-          for i, n in enumerate(found)
-        ]
-        print(f"  {text}: empty tubes given the coarse boxes of {len(found)} fish: {sum(b is None for b in kept)} come back null")
+        found = [n for n in volumes if coarse[n]][: args.empty_tubes]
+        empty = [refine.refine_box(_empty_tube(volumes[n].shape, i), coarse[n], axis, **kw)[0] for i, n in enumerate(found)]
+        print(
+          f"  {text}: empty tubes given the coarse boxes of {len(found)} samples: {sum(b is None for b in empty)} come back null"
+        )
     print(flush=True)
 
 

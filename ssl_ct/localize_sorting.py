@@ -33,7 +33,6 @@ import scipy.ndimage
 
 from ssl_ct import curves, plots
 from ssl_ct.data import fov, pipeline, slices
-from ssl_ct.refine import refine_box
 
 _FULL_CONNECTIVITY = np.ones((3, 3, 3), bool)
 
@@ -341,34 +340,11 @@ class SortingLocalizer:
   """localize(volume, fov, value_range) -> (box or None, {"variance", "cell", "axis", "scores", ...}), on the volume's grid.
 
   `rule`: the keyword arguments of `box_from_grid` (config.localize minus the sampling settings).
-  `refine`: the box is then grown to the sample's faint parts by background subtraction along
-  the sort axis (ssl_ct/refine.py) with `refine_band`, `refine_false_positive`, `refine_min_fraction`;
-  the extras keep the coarse box and say what moved ("refinement").
   """
 
   method_name = "sorting loss (MC dropout)"
 
-  def __init__(
-    self,
-    model,
-    params,
-    *,
-    size,
-    sort_axis,
-    seed,
-    variance,
-    num_samples,
-    variance_of,
-    batch_size,
-    refine=False,
-    refine_band=0.25,
-    refine_false_positive=1e-3,
-    refine_min_fraction=0.01,
-    **rule,
-  ):
-    self.refine = (
-      {"band": refine_band, "false_positive": refine_false_positive, "min_fraction": refine_min_fraction} if refine else None
-    )
+  def __init__(self, model, params, *, size, sort_axis, seed, variance, num_samples, variance_of, batch_size, **rule):
     if variance == "exact":
       self.variance_fn = make_exact_variance_fn(model, model.encoder.dropout_rate, variance_of)
     else:
@@ -386,25 +362,19 @@ class SortingLocalizer:
     )
 
   def localize(self, volume, volume_fov, value_range):
-    axis = pipeline.sort_axis(volume.shape, self.sort_axis)
-    box, extras = localize_volume(
+    return localize_volume(
       volume,
       volume_fov,
       value_range,
       variance_fn=self.variance_fn,
       params=self.params,
       size=self.size,
-      axis=axis,
+      axis=pipeline.sort_axis(volume.shape, self.sort_axis),
       grid_side=self.grid_side,
       batch_size=self.batch_size,
       seed=self.seed,
       **self.rule,
     )
-    if self.refine is not None and box is not None:
-      extras["coarse_box"] = box
-      box, extras["refinement"] = refine_box(volume, box, axis, **self.refine)
-      extras["outcome"] = "no sample" if box is None else extras["outcome"]
-    return box, extras
 
   def save(self, out_dir, name, diagnostics, *, volume, value_range, shown):
     """variance/<name>.npz (grid, cell, axis, scores) and variance/<name>.png (paper Fig. 3 views)."""

@@ -203,3 +203,28 @@ def _result(box, start, stop, note):
   if grown:
     note = "; ".join(filter(None, [f"grown to the faint sample: {', '.join(grown)} voxels", note]))
   return {"start": [int(s) for s in start], "stop": [int(s) for s in stop]}, note
+
+
+class Refined:
+  """A localizer whose boxes are grown by `refine_box` along `axis_of(volume.shape)`.
+
+  localize() returns the inner localizer's extras plus "coarse_box" and "refinement" (the
+  note); a box found to hold nothing becomes None ("no sample"), a box that fills the field stays.
+  """
+
+  def __init__(self, localizer, axis_of, **settings):
+    self.localizer, self.axis_of, self.settings = localizer, axis_of, settings
+    self.method_name = f"{localizer.method_name}, refined"
+
+  def localize(self, volume, volume_fov, value_range):
+    box, extras = self.localizer.localize(volume, volume_fov, value_range)
+    if box is None or extras.get("outcome") == "fills the field":
+      return box, extras
+    extras["coarse_box"] = box
+    box, extras["refinement"] = refine_box(volume, box, self.axis_of(volume.shape), **self.settings)
+    if box is None:
+      extras["outcome"] = "no sample"
+    return box, extras
+
+  def save(self, *args, **kwargs):
+    return self.localizer.save(*args, **kwargs)

@@ -5,7 +5,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from ssl_ct import localize_rotation, localize_sorting
+from ssl_ct import localize_rotation, localize_sorting, refine
 from ssl_ct.data import labeled, pipeline
 from ssl_ct.models import heads, segmentation
 
@@ -56,10 +56,11 @@ class RotationTask:
     angles = list(self.config.data.angles_deg)
     size, seed = self.config.data.slice_size, self.config.seed
     # A pair without sample gives the model nothing to read the angle from: p0 at chance.
-    rule = {k: v for k, v in self.config.localize.items() if k not in ("min_accuracy_over_chance", "model")}
-    return localize_rotation.RotationLocalizer(
+    rule = {k: v for k, v in _rule(self.config.localize).items() if k not in ("min_accuracy_over_chance", "model")}
+    localizer = localize_rotation.RotationLocalizer(
       model, params, zero_class=angles.index(0), size=size, seed=seed, floor=1 / len(angles), **rule
     )
+    return _refined(localizer, self.config.localize, lambda shape: self.config.localize.refine_axis)
 
 
 @dataclasses.dataclass
@@ -115,10 +116,11 @@ class SortingTask:
 
   def make_localizer(self, model, params):
     data = self.config.data
-    rule = {k: v for k, v in self.config.localize.items() if k not in ("max_displacement_over_chance", "model")}
-    return localize_sorting.SortingLocalizer(
+    rule = {k: v for k, v in _rule(self.config.localize).items() if k not in ("max_displacement_over_chance", "model")}
+    localizer = localize_sorting.SortingLocalizer(
       model, params, size=data.slice_size, sort_axis=data.sort_axis, seed=self.config.seed, **rule
     )
+    return _refined(localizer, self.config.localize, lambda shape: pipeline.sort_axis(shape, data.sort_axis))
 
 
 @dataclasses.dataclass
@@ -208,6 +210,28 @@ class ContrastiveTask:
 TASKS = {"rotation": RotationTask, "sorting": SortingTask, "segmentation": SegmentationTask, "contrastive": ContrastiveTask}
 # The tasks whose models localize samples (a localizer and a trust rule); the others pre-train or segment.
 LOCALIZING = ("rotation", "sorting")
+
+
+_REFINE_KEYS = {
+  "refine": None,
+  "refine_axis": None,
+  "refine_band": "band",
+  "refine_false_positive": "false_positive",
+  "refine_min_fraction": "min_fraction",
+}
+
+
+def _rule(localize_config):
+  """The localize section without the refinement's settings (those go to refine.Refined)."""
+  return {k: v for k, v in localize_config.items() if k not in _REFINE_KEYS}
+
+
+def _refined(localizer, localize_config, axis_of):
+  """The localizer, its boxes grown by ssl_ct/refine.py when `localize.refine` is set."""
+  if not localize_config.get("refine", False):
+    return localizer
+  settings = {name: localize_config[key] for key, name in _REFINE_KEYS.items() if name and key in localize_config}
+  return refine.Refined(localizer, axis_of, **settings)
 
 
 def get_task(config):

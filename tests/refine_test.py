@@ -61,5 +61,33 @@ class RefineTest(absltest.TestCase):
     self.assertEqual(refine.refine_box(ArrayVolume(data), None, axis=0), (None, ""))
 
 
+class _FixedLocalizer:
+  method_name = "fixed"
+
+  def __init__(self, box, outcome="sample box"):
+    self.box, self.outcome = box, outcome
+
+  def localize(self, volume, volume_fov, value_range):
+    return self.box, {"outcome": self.outcome}
+
+
+class RefinedLocalizerTest(absltest.TestCase):
+  def test_wraps_any_localizer(self):
+    data = _tube(seed=5)
+    data[30:70, 16:32, 16:32] += 60.0
+    data[70:76, 20:28, 20:28] += 12.0
+    coarse = {"start": [30, 16, 16], "stop": [70, 32, 32]}
+    box, extras = refine.Refined(_FixedLocalizer(coarse), lambda shape: 0).localize(ArrayVolume(data), None, None)
+    self.assertEqual(extras["coarse_box"], coarse)
+    self.assertEqual(box["stop"][0], 76)
+    self.assertIn("z+ by 6", extras["refinement"])
+    self.assertEqual(extras["outcome"], "sample box")
+    empty = refine.Refined(_FixedLocalizer(coarse), lambda shape: 0).localize(ArrayVolume(_tube(seed=6)), None, None)
+    self.assertEqual((empty[0], empty[1]["outcome"]), (None, "no sample"))
+    whole = {"start": [0, 0, 0], "stop": [120, 48, 48]}
+    kept = refine.Refined(_FixedLocalizer(whole, "fills the field"), lambda shape: 0).localize(ArrayVolume(data), None, None)
+    self.assertEqual(kept, (whole, {"outcome": "fills the field"}))
+
+
 if __name__ == "__main__":
   absltest.main()
