@@ -97,6 +97,8 @@ def get_config(arg=None):
   config.localize.refine_band = 0.25
   config.localize.refine_false_positive = 3e-4  # foreground: a smoothed |z| only this fraction of empty voxels exceed
   config.localize.refine_min_fraction = 0.005  # an index is sample when this fraction of the band's cross-section is
+  # A box fewer of whose slices than this hold sample voxels is no sample (null): an empty tube.
+  config.localize.refine_min_sample_slices = 0.5
   # Boxes are used only from a model whose validation mean displacement is at most this fraction
   # of a random order's; above it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.max_displacement_over_chance = 0.5

@@ -75,6 +75,7 @@ def main():
   parser.add_argument("--min-fractions", default="0.0025,0.005,0.01")
   parser.add_argument("--bands", default="0.25")
   parser.add_argument("--margins", default="0,0.01,0.025,0.05")
+  parser.add_argument("--min-sample-slices", type=float, default=0.5, help="refine_box's no-sample rule; 0 turns it off")
   parser.add_argument("--empty-tubes", type=int, default=0, help="also refine each workdir's first N coarse boxes on empty tubes")
   args = parser.parse_args()
   floats = lambda text: [float(t) for t in text.split(",")]  # noqa: E731
@@ -87,7 +88,12 @@ def main():
         boxes, text = coarse, "coarse (no refinement)"
       else:
         false_positive, min_fraction, band = setting
-        kw = {"band": band, "false_positive": false_positive, "min_fraction": min_fraction}
+        kw = {
+          "band": band,
+          "false_positive": false_positive,
+          "min_fraction": min_fraction,
+          "min_sample_slices": args.min_sample_slices,
+        }
         boxes = {n: refine.refine_box(volumes[n], coarse[n], axis, **kw)[0] for n in volumes}
         text = f"false positive {false_positive:g}, min fraction {min_fraction:g}, band {band:g}"
       nulls = sum(boxes[n] is None for n in volumes)

@@ -214,7 +214,7 @@ class Refined:
 
   def __init__(self, localizer, axis_of, **settings):
     self.localizer, self.axis_of, self.settings = localizer, axis_of, settings
-    self.method_name = f"{localizer.method_name}, refined"
+    self.method_name = localizer.method_name  # the report says what the refinement did
 
   def localize(self, volume, volume_fov, value_range):
     box, extras = self.localizer.localize(volume, volume_fov, value_range)

@@ -62,6 +62,9 @@ def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None
   notes = (
     [f"**The model's boxes are not used: {distrust}.** Every box is null, so a crop keeps whole volumes."] if distrust else []
   )
+  refinements = {n: records[n].get("refinement") for n in names if records[n].get("refinement") is not None}
+  if refinements:
+    notes.append(_refinement_note(refinements))
   return report.write_report(
     out_dir,
     method_name=localizer.method_name,
@@ -77,6 +80,17 @@ def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None
     distrust=distrust,
     model_boxes=model_boxes if distrust else None,
     voxel_sizes={n: dataset.voxel_size(n) for n in names},
+    refinements=refinements or None,
+  )
+
+
+def _refinement_note(refinements):
+  """One line on what the box refinement did (ssl_ct/refine.py); per volume in boxes.json."""
+  count = lambda word: sum(note.startswith(word) for note in refinements.values())  # noqa: E731
+  grown, null, stayed = count("grown"), count("no sample"), count("not refined")
+  return (
+    f"Box refinement: {grown} of {len(refinements)} boxes grown to faint parts of the sample, {null} found to hold none"
+    f" (null), {stayed} left as found for want of empty slices; each volume's note is in boxes.json (`refinements`)."
   )
 
 
@@ -92,6 +106,7 @@ def _localize_volume(dataset, localizer, volume, out_dir, *, plot, distrust):
     "model_box": model_box,
     "baseline_box": baseline.scale_box(grid_baseline, factor, shape),
     "outcome": diagnostics["outcome"],
+    "refinement": diagnostics.get("refinement"),  # None: the localizer does not refine
   }
   truth_box = dataset.truth.get(name, {}).get("box")
   if truth_box is not None:

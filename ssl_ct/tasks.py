@@ -212,12 +212,13 @@ TASKS = {"rotation": RotationTask, "sorting": SortingTask, "segmentation": Segme
 LOCALIZING = ("rotation", "sorting")
 
 
-_REFINE_KEYS = {
+_REFINE_KEYS = {  # config.localize key -> refine.refine_box argument
   "refine": None,
   "refine_axis": None,
   "refine_band": "band",
   "refine_false_positive": "false_positive",
   "refine_min_fraction": "min_fraction",
+  "refine_min_sample_slices": "min_sample_slices",
 }
 
 
