@@ -109,6 +109,12 @@ _RULES = (
     "a number >= 0 (fraction of chance; >= 1 trusts every model)",
   ),
   ("localize.max_gap", lambda v: _is_num(v, 0, 0.5), "a fraction of the axis in [0, 0.5]"),
+  ("localize.refine", lambda v: isinstance(v, bool), "True or False"),
+  ("localize.refine_axis", lambda v: v in (0, 1, 2), "0, 1 or 2 (the axis holders and medium do not change along)"),
+  ("localize.refine_band", lambda v: _is_num(v, 0, 1) and v > 0, "a fraction of the volume's side in (0, 1]"),
+  ("localize.refine_false_positive", lambda v: _is_num(v, 0, 0.1) and v > 0, "a fraction of empty voxels in (0, 0.1]"),
+  ("localize.refine_min_fraction", lambda v: _is_num(v, 0, 1) and v > 0, "a fraction of the cross-section in (0, 1]"),
+  ("localize.refine_min_sample_slices", lambda v: _is_num(v, 0, 1), "a fraction of the box's slices in [0, 1] (0: never null)"),
 )
 
 

@@ -64,6 +64,8 @@ class ConfigTest(parameterized.TestCase):
     ("train.steps", 0),
     ("data.synthetic.kind", "zebrafish"),
     ("localize.twin_offsets", (0.05, 0.1)),  # fractions of the axis, as before: now slices
+    ("localize.refine_axis", -1),
+    ("localize.refine_false_positive", 0.0),
   )
   def test_bad_values_are_named(self, key, value):
     config = rotation_xenopus.get_config("tiny")
