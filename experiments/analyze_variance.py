@@ -9,7 +9,7 @@ mean and range over volumes), then box metrics of `localize_sorting.box_from_gri
 (extent "variance" or "score", top percent, cut, flat fraction, gap), with the sample recall
 after cropping with the run's margin (`crop.margin`, or --margin), replayed on the saved grids
 and scores (no network needed).
-To compare variance measures, localize again with --config.localize_sorting.variance_of=embedding
+To compare variance measures, localize again with --config.localize.variance_of=embedding
 (--mode=localize) into another workdir and run this on it.
 """
 
