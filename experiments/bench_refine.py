@@ -60,7 +60,8 @@ def main():
     np.asarray(volume.read()).sum()
     reads.append(time.perf_counter() - t0)
   refine_s, read_s = np.median(times), np.median(reads)
-  print(f"refined box {box['start']}..{box['stop']} ({note})")
+  scaled = [[int(round(v * args.scale)) for v in truth_box[k]] for k in ("start", "stop")]
+  print(f"refined box {box['start']}..{box['stop']} ({note}); truth box scaled {scaled[0]}..{scaled[1]}")
   print(
     f"refinement: {refine_s:.2f} s (median of {args.repeats}), peak allocation {refine_peak:.0f} MiB ({refine_peak / (volume.nbytes / 2**20):.2f}x the volume)"
   )
