@@ -48,10 +48,8 @@ def _load(workdir):
     raise SystemExit(f"error: {workdir} was localized on a downscaled grid; replay needs data.downscale_to=0")
   boxes, meta = report.read_boxes(os.path.join(run, "boxes.json"))
   boxes = meta.get("model_boxes") or boxes
-  root = prepare.data_root(config.data, workdir, progress=False)
-  known = truth.read_truth(root)
-  volumes = {v.name: v for v in dataset.volumes if v.name in known}
-  truths = {n: (known[n]["box"], truth.read_mask(root, known[n])) for n in volumes}
+  volumes = {v.name: v for v in dataset.volumes if v.name in dataset.truth}
+  truths = {n: (dataset.truth[n]["box"], truth.read_mask(dataset.root, dataset.truth[n])) for n in volumes}
   shape = next(iter(volumes.values())).shape
   axis = pipeline.sort_axis(shape, config.data.sort_axis) if config.task == "sorting" else config.localize.refine_axis
   return config, volumes, {n: boxes[n] for n in volumes}, truths, axis

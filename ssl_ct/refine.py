@@ -43,16 +43,28 @@ def _background_runs(length, start, stop, guard):
   return [(a, b) for a, b in runs if b > a]
 
 
+def _evenly(count, most):
+  """Sorted indices of at most `most` of `count` items, evenly spaced, first and last included."""
+  return np.unique(np.linspace(0, count - 1, min(count, most)).round().astype(int))
+
+
 def _background_stats(volume, axis, runs, lo, hi):
   """(centre, spread) per in-plane pixel over the background slices: median and 1.4826 x MAD.
 
   Robust, because the faint sample the refinement is after lies partly among these slices
   until it is found; the spread is floored at its median over pixels (flat, noiseless regions).
-  At most _STAT_SLICES slices, evenly spaced, are read.
+  At most _STAT_SLICES slices, evenly spaced, are kept; they are read in blocks of _BLOCK
+  slices (one read per block, not per slice: a chunked store decodes each chunk once).
   """
   indices = np.concatenate([np.arange(a, b) for a, b in runs])
-  indices = indices[np.linspace(0, len(indices) - 1, min(len(indices), _STAT_SLICES)).round().astype(int)]
-  stack = np.concatenate([_read(volume, axis, i, i + 1, lo, hi) for i in np.unique(indices)])
+  chosen = set(indices[_evenly(len(indices), _STAT_SLICES)].tolist())
+  kept = []
+  for a, b in runs:
+    for first in range(a, b, _BLOCK):
+      rows = [i - first for i in range(first, min(b, first + _BLOCK)) if i in chosen]
+      if rows:
+        kept.append(_read(volume, axis, first, first + rows[-1] + 1, lo, hi)[rows])
+  stack = np.concatenate(kept)
   centre = np.median(stack, axis=0)
   spread = 1.4826 * np.median(np.abs(stack - centre), axis=0)
   return centre, np.maximum(spread, max(float(np.median(spread)), 1e-12))
@@ -77,7 +89,7 @@ def _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive):
   are outvoted.
   """
   chunks = [(first, min(b, first + _CUT_SLICES)) for a, b in runs for first in range(a, b, _CUT_SLICES)]
-  chunks = [chunks[i] for i in np.unique(np.linspace(0, len(chunks) - 1, min(len(chunks), _CUT_CHUNKS)).round().astype(int))]
+  chunks = [chunks[i] for i in _evenly(len(chunks), _CUT_CHUNKS)]
   quantiles = []
   for first, stop in chunks:
     block = _read(volume, axis, first, stop, lo, hi)

@@ -56,7 +56,7 @@ class RotationTask:
     angles = list(self.config.data.angles_deg)
     size, seed = self.config.data.slice_size, self.config.seed
     # A pair without sample gives the model nothing to read the angle from: p0 at chance.
-    rule = {k: v for k, v in _rule(self.config.localize).items() if k not in ("min_accuracy_over_chance", "model")}
+    rule = _rule(self.config.localize, "min_accuracy_over_chance", "model")
     localizer = localize_rotation.RotationLocalizer(
       model, params, zero_class=angles.index(0), size=size, seed=seed, floor=1 / len(angles), **rule
     )
@@ -116,7 +116,7 @@ class SortingTask:
 
   def make_localizer(self, model, params):
     data = self.config.data
-    rule = {k: v for k, v in _rule(self.config.localize).items() if k not in ("max_displacement_over_chance", "model")}
+    rule = _rule(self.config.localize, "max_displacement_over_chance", "model")
     localizer = localize_sorting.SortingLocalizer(
       model, params, size=data.slice_size, sort_axis=data.sort_axis, seed=self.config.seed, **rule
     )
@@ -222,9 +222,10 @@ _REFINE_KEYS = {  # config.localize key -> refine.refine_box argument
 }
 
 
-def _rule(localize_config):
-  """The localize section without the refinement's settings (those go to refine.Refined)."""
-  return {k: v for k, v in localize_config.items() if k not in _REFINE_KEYS}
+def _rule(localize_config, *others):
+  """The localize section for the localizer: without the refinement's settings (those go to
+  refine.Refined) and the `others` (the trust gate's, the model's source)."""
+  return {k: v for k, v in localize_config.items() if k not in _REFINE_KEYS and k not in others}
 
 
 def _refined(localizer, localize_config, axis_of):
