@@ -58,4 +58,4 @@ def medaka_synthetic(data):
   data.synthetic.num_volumes = 50  # paper: 50 of the 250 Medaka volumes
   data.synthetic.shape = (768, 256, 256)  # voxels (z, y, x); real scans are ~6100x2000x2000
   data.synthetic.z_jitter = 0.05  # +- fraction of z size between volumes
-  data.synthetic.dtype = "uint16"  # float32 | uint16
+  data.synthetic.dtype = "uint16"  # float32 | uint16 | uint8 (windowed)

@@ -29,7 +29,7 @@ def get_config(arg=None):
   config.data.synthetic.num_volumes = 34  # paper: 34 Xenopus volumes
   config.data.synthetic.shape = (504, 504, 504)  # voxels (z, y, x)
   config.data.synthetic.z_jitter = 0.0  # +- fraction of z size between volumes
-  config.data.synthetic.dtype = "float32"  # float32 | uint16
+  config.data.synthetic.dtype = "float32"  # float32 | uint16 | uint8 (windowed)
   config.data.downscale_to = 504  # longest side (voxels) the volumes are read at; 0 = as stored
   config.data.low_percentile = 0.5  # %, intensity mapped to 0
   config.data.high_percentile = 99.5  # %, intensity mapped to 1

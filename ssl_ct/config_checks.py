@@ -3,7 +3,7 @@
 import math
 import numbers
 
-from ssl_ct.data import phantoms
+from ssl_ct.data import phantoms, synthetic
 from ssl_ct.errors import InputError
 
 
@@ -26,7 +26,7 @@ _RULES = (
   ("data.synthetic.num_volumes", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("data.synthetic.shape", lambda v: len(v) == 3 and all(_is_int(n, 16) for n in v) and v[1] == v[2], "(z, n, n), sizes >= 16"),
   ("data.synthetic.z_jitter", lambda v: _is_num(v, 0, 0.5), "a fraction in [0, 0.5]"),
-  ("data.synthetic.dtype", lambda v: v in ("float32", "uint16"), "'float32' or 'uint16'"),
+  ("data.synthetic.dtype", lambda v: v in synthetic.DTYPES, f"one of {synthetic.DTYPES}"),
   ("init", lambda v: isinstance(v, str), "a pre-training workdir, or '' for a random encoder"),
   ("data.fill_missing", lambda v: isinstance(v, bool), "True or False"),
   ("data.segment_axis", lambda v: v in (0, 1, 2), "0, 1 or 2"),

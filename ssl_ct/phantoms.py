@@ -30,7 +30,7 @@ def main(argv=None):
   parser.add_argument("--shape", type=_shape, default=(112, 112, 112), help="z,y,x voxels (y == x)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--z-jitter", type=float, default=0.0, help="+- fraction of z size between volumes")
-  parser.add_argument("--dtype", choices=("float32", "uint16"), default="float32")
+  parser.add_argument("--dtype", choices=synthetic.DTYPES, default="float32", help="uint8: the family's display window, as atlas scans are exported")
   parser.add_argument("--preview", default="", help="also save a PNG of mid slices with the true boxes")
   parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
   args = parser.parse_args(argv)

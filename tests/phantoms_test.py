@@ -9,7 +9,7 @@ from absl.testing import absltest, parameterized
 
 from ssl_ct.data import formats, phantoms, synthetic, tomography, truth
 
-SHAPES = {"xenopus": (40, 40, 40), "medaka": (72, 24, 24)}
+SHAPES = {"xenopus": (40, 40, 40), "medaka": (72, 24, 24), "packed_head": (40, 40, 40)}
 
 
 class TomographyTest(absltest.TestCase):
@@ -36,7 +36,7 @@ class TomographyTest(absltest.TestCase):
 
 
 class PhantomTest(parameterized.TestCase):
-  @parameterized.parameters("xenopus", "medaka")
+  @parameterized.parameters("xenopus", "medaka", "packed_head")
   def test_deterministic_by_seed(self, kind):
     a = phantoms.synthesize(kind, SHAPES[kind], seed=3, index=1)
     b = phantoms.synthesize(kind, SHAPES[kind], seed=3, index=1)
@@ -45,7 +45,7 @@ class PhantomTest(parameterized.TestCase):
     np.testing.assert_array_equal(a[1].mask_DxHxW, b[1].mask_DxHxW)
     self.assertFalse(np.array_equal(a[1].mask_DxHxW, c[1].mask_DxHxW))
 
-  @parameterized.parameters("xenopus", "medaka")
+  @parameterized.parameters("xenopus", "medaka", "packed_head")
   def test_labels_inside_mask_inside_field_of_view(self, kind):
     for index in range(4):
       _, ph, _ = phantoms.synthesize(kind, SHAPES[kind], seed=0, index=index)
@@ -74,7 +74,31 @@ class PhantomTest(parameterized.TestCase):
       self.assertGreater(np.median(recon[wall]), np.median(recon[ph.mask_DxHxW]))
 
 
+  def test_packed_head_packing_is_structure_outside_the_sample(self):
+    for index in range(3):
+      _, ph, _ = phantoms.synthesize("packed_head", (48, 48, 48), seed=0, index=index)
+      tissue = np.median(ph.mu_DxHxW[ph.mask_DxHxW])
+      # Packing and holder wall: matter outside the sample, at levels close to soft tissue.
+      matter = (ph.mu_DxHxW > 0.5 * tissue) & ~ph.mask_DxHxW
+      self.assertGreater(matter.sum(), 0.01 * ph.mask_DxHxW.sum())
+      low, high = ph.window_mu
+      self.assertLess(low, tissue)  # soft tissue survives the uint8 window ...
+      self.assertLess(tissue - low, 0.2 * (high - low))  # ... a few grey levels above its floor, as in atlas scans
+
+
 class SyntheticSetTest(absltest.TestCase):
+  def test_uint8_set_is_windowed(self):
+    folder = synthetic.write_set(
+      os.path.join(tempfile.mkdtemp(), "set"), kind="packed_head", num_volumes=1, shape=(32, 32, 32), seed=0, dtype="uint8", progress=False
+    )
+    name = "packed_head_000"
+    volume = formats.open_volume(os.path.join(folder, f"{name}.zarr")).read()
+    mask = formats.open_volume(os.path.join(folder, "truth", f"{name}_mask.zarr")).read().astype(bool)
+    self.assertEqual(volume.dtype, np.uint8)
+    self.assertEqual(np.median(volume[~mask]), 0)  # air and most of the packing under the window's floor
+    self.assertGreater(np.median(volume[mask]), 0)
+
+
   def test_written_set_matches_phantoms_and_is_cached(self):
     cache = tempfile.mkdtemp()
     folder = synthetic.cached_set(cache, kind="medaka", num_volumes=2, shape=(48, 24, 24), seed=1, z_jitter=0.1, progress=False)

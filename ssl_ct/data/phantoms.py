@@ -1,9 +1,12 @@
-"""Synthetic CT volumes with ground truth: Xenopus-like embryos and Medaka-like fish.
+"""Synthetic CT volumes with ground truth: Xenopus-like embryos, Medaka-like fish and packed heads.
 
 An attenuation map is drawn in 3D, then every axial slice is scanned and reconstructed
 (ssl_ct/data/tomography.py), so volumes carry photon noise, streaks, a circular field of
 view and, on some volumes, rings and cupping. Attenuation is per voxel and scaled with
 the slice size so the total absorption (and noise level) does not depend on resolution.
+
+Each phantom carries the intensity window its family's scans are usually exported with
+(`window_mu`: attenuation mapped to 0 and to 255 when a set is written as uint8).
 
 Shapes: D, H, W = z, y, x sizes (H == W: axial slices are square).
 """
@@ -26,6 +29,7 @@ class Phantom:
   mask_DxHxW: np.ndarray  # bool, the sample (never the container)
   labels_DxHxW: np.ndarray  # uint8 label map, names in `label_names`
   label_names: dict
+  window_mu: tuple  # (attenuation shown as 0, as 255) in a uint8 export
 
 
 def smooth_noise(shape, scale, rng):
@@ -109,7 +113,8 @@ def xenopus(shape, rng):
   mu[cavity] = mu_medium * (1 - 0.3 * contrast)  # blastocoel fluid, slightly below the medium
   _add_debris(mu, embryo, rng, mu_medium)
   labels = embryo.astype(np.uint8) + cavity.astype(np.uint8)
-  return Phantom(mu, embryo, labels, {"0": "background", "1": "tissue", "2": "cavity"})
+  # Iso-attenuating: a window cannot drop the medium without the embryo, so it keeps both.
+  return Phantom(mu, embryo, labels, {"0": "background", "1": "tissue", "2": "cavity"}, (0.0, 2.0 * mu_medium))
 
 
 def _add_debris(mu, sample, rng, mu_medium):
@@ -180,10 +185,87 @@ def medaka(shape, rng):
   mask = soft | parts["tail"] | parts["fins"] | parts["eyes"] | parts["spine"]
   mask &= inside[None]
   visual = (parts["eyes"] | parts["optic"]) & mask
-  return Phantom(mu, mask, visual.astype(np.uint8), {"0": "background", "1": "visual_system"})
+  # Windowed just above the medium: the medium goes to 0, the fish, tail and tube wall stay.
+  window = (1.05 * mu_medium, 2.5 * mu_medium)
+  return Phantom(mu, mask, visual.astype(np.uint8), {"0": "background", "1": "visual_system"}, window)
 
 
-GENERATORS = {"xenopus": xenopus, "medaka": medaka}
+def _packing(shape, holder_yx, sample, rng):
+  """Fibrous packing (gauze, foam, wood wool) in part of the holder: strands running along z."""
+  d, h, w = shape
+  stretch = int(rng.integers(3, 6))  # strands several times longer along z than across
+  coarse = smooth_noise((max(2, d // stretch), h, w), max(2.0, 0.03 * h), rng)
+  strands = scipy.ndimage.zoom(coarse, (d / coarse.shape[0], 1, 1), order=1)[:d]
+  yy, xx = np.indices((h, w), dtype=np.float32)
+  side = rng.uniform(0, 2 * np.pi)  # the packing fills the part of the holder beyond a random chord
+  along = (yy - h / 2) * np.sin(side) + (xx - w / 2) * np.cos(side)
+  region_yx = holder_yx & (along > rng.uniform(-0.5, 0.2) * h)  # from a sliver to all of the holder
+  fibres = (np.abs(strands) < rng.uniform(0.25, 0.5)) & region_yx[None]
+  return fibres & ~scipy.ndimage.binary_dilation(sample, iterations=1)
+
+
+def packed_head(shape, rng):
+  """Head-like specimen (skull shell, soft tissue, air passages, teeth, sometimes a paw) in a
+  cylindrical holder with fibrous packing beside it, in air: the mouse-atlas scans' setting.
+
+  The head spans most of z and is often cut by the volume's ends; the packing's structure, not
+  only the sample's, tells a slice's orientation, and its level lies between air and tissue.
+  """
+  d, h, w = shape
+  mu_tissue = 2.5 * MEDIUM_MU_128 * 128 / h
+  yy, xx = np.indices((h, w), dtype=np.float32)
+  holder_center = np.array([h / 2, w / 2]) + rng.uniform(-0.03, 0.03, 2) * h
+  holder_inner = rng.uniform(0.40, 0.45) * h
+  wall = max(1.0, 0.015 * h)
+  radius_yx = np.hypot(yy - holder_center[0], xx - holder_center[1])
+  holder_yx = radius_yx < holder_inner
+  mu = np.zeros(shape, np.float32)
+  mu[:, (radius_yx >= holder_inner) & (radius_yx < holder_inner + wall)] = mu_tissue * rng.uniform(1.0, 1.6)
+  # Head: an egg along (nearly) z, half-length 0.35-0.65 of z (beyond the ends on some volumes).
+  radii = np.array([rng.uniform(0.35, 0.65) * d, rng.uniform(0.16, 0.26) * h, rng.uniform(0.16, 0.26) * h])
+  rotation = random_rotation(rng, max_tilt_deg=20.0)
+  room = max(0.0, holder_inner - 1.1 * radii[1:].max())
+  angle, offset = rng.uniform(0, 2 * np.pi), room * np.sqrt(rng.uniform())
+  center = np.array([rng.uniform(0.35, 0.65) * d, holder_center[0] + offset * np.sin(angle), holder_center[1] + offset * np.cos(angle)])
+  u, v, t = local_coords(shape, center, rotation)
+  taper = 1.0 - 0.45 * np.clip(u / radii[0], 0, 1)  # narrower towards the snout (+u)
+  shape_field = (u / radii[0]) ** 2 + (v / (radii[1] * taper)) ** 2 + (t / (radii[2] * taper)) ** 2
+  lumps = smooth_noise(shape, max(3.0, 0.06 * h), rng)
+  head = shape_field + 0.08 * lumps <= 1.0
+  shell = head & ~scipy.ndimage.binary_erosion(head, iterations=max(1, int(round(0.02 * h))))
+  texture = smooth_noise(shape, max(2.0, 0.04 * h), rng)
+  mu[head] = mu_tissue * (1.0 + 0.08 * texture[head])
+  mu[shell] = mu_tissue * rng.uniform(2.2, 3.0)
+  for _ in range(int(rng.integers(2, 5))):  # air passages, inside the head only
+    c = np.array([rng.uniform(0.0, 0.6), rng.uniform(-0.4, 0.4), rng.uniform(-0.4, 0.4)]) * radii
+    r = rng.uniform(0.08, 0.18) * radii[1:].min() * np.array([3.0, 1.0, 1.0])
+    passage = ((u - c[0]) / r[0]) ** 2 + ((v - c[1]) / r[1]) ** 2 + ((t - c[2]) / r[2]) ** 2 <= 1.0
+    mu[passage & head & ~shell] = 0.0
+  teeth = head & (u > 0.6 * radii[0]) & (np.abs(t + 0.5 * radii[2] * taper) < 0.15 * radii[2])
+  mu[teeth] = mu_tissue * 3.0
+  sample = head.copy()
+  if rng.uniform() < 0.5:  # a forepaw against the head, as on C57BL6
+    paw_center = center + rotation @ np.array([rng.uniform(-0.3, 0.3) * radii[0], 1.05 * radii[1], rng.uniform(-0.5, 0.5) * radii[2]])
+    pu, pv, pt = local_coords(shape, paw_center, rotation)
+    paw = (pu / (0.35 * radii[0])) ** 2 + (pv / (0.25 * radii[1])) ** 2 + (pt / (0.3 * radii[2])) ** 2 <= 1.0
+    paw &= holder_yx[None] & ~head
+    mu[paw] = mu_tissue * 1.1
+    mu[paw & (np.abs(pv) < 0.06 * radii[1])] = mu_tissue * 2.5  # its bone
+    sample |= paw
+  sample &= holder_yx[None]
+  mu[:, ~holder_yx & (radius_yx >= holder_inner + wall)] = 0.0
+  fibres = _packing(shape, holder_yx, sample, rng)
+  mu[fibres] = mu_tissue * rng.uniform(0.8, 1.05)  # soaked in fixative: close to soft tissue
+  # Exported as atlas scans are: the window's floor just under soft tissue (air, most of the
+  # packing and the noise go to 0), soft tissue a few grey levels above it, bone far up.
+  low = rng.uniform(0.75, 0.92) * mu_tissue
+  tissue_level = rng.uniform(8.0, 40.0)  # grey value of soft tissue
+  window = (low, low + 255.0 * (mu_tissue - low) / tissue_level)
+  labels = sample.astype(np.uint8)
+  return Phantom(mu, sample, labels, {"0": "background", "1": "specimen"}, window)
+
+
+GENERATORS = {"xenopus": xenopus, "medaka": medaka, "packed_head": packed_head}
 
 
 def synthesize(kind, shape, seed, index):

@@ -20,6 +20,7 @@ from ssl_ct.data import phantoms, truth, zarr_writer
 from ssl_ct.errors import InputError
 
 _SET_FILE = "phantoms.json"
+DTYPES = ("float32", "uint16", "uint8")
 
 
 def volume_shapes(kind, shape, num_volumes, z_jitter, seed):
@@ -29,10 +30,15 @@ def volume_shapes(kind, shape, num_volumes, z_jitter, seed):
   return [(int(round(shape[0] * (1 + j))), shape[1], shape[2]) for j in jitter]
 
 
-def _to_dtype(recon, dtype):
-  """uint16 stores a fixed linear map of attenuation (recorded in the attributes)."""
+def _to_dtype(recon, dtype, window_mu):
+  """uint16 stores a fixed linear map of attenuation (recorded in the attributes); uint8 the
+  phantom's display window (below it 0, above it 255), as atlas scans are exported."""
   if dtype == "float32":
     return recon.astype(np.float32), {}
+  if dtype == "uint8":
+    low, high = window_mu
+    scale = 255.0 / (high - low)
+    return np.clip(np.round((recon - low) * scale), 0, 255).astype(np.uint8), {"mu_scale": scale, "mu_offset": -low * scale}
   scale, offset = 2.0e6, 1000.0
   return np.clip(recon * scale + offset, 0, 65535).astype(np.uint16), {"mu_scale": scale, "mu_offset": offset}
 
@@ -45,8 +51,8 @@ def write_set(out_dir, *, kind, num_volumes, shape, seed, z_jitter=0.0, dtype="f
     raise InputError(f"number of volumes must be >= 1, got {num_volumes}; ask for at least one volume")
   if len(shape) != 3 or shape[1] != shape[2] or min(shape) < 16:
     raise InputError(f"synthetic shape {tuple(shape)} is not (z, n, n) with n >= 16 (square axial slices); give e.g. 112,64,64")
-  if dtype not in ("float32", "uint16"):
-    raise InputError(f"synthetic dtype {dtype!r} is not supported; use 'float32' or 'uint16'")
+  if dtype not in DTYPES:
+    raise InputError(f"synthetic dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
   if not 0 <= z_jitter <= 0.5:
     raise InputError(f"z jitter {z_jitter} is outside [0, 0.5]; give a fraction of the z size such as 0.05")
   params = {"kind": kind, "num_volumes": num_volumes, "shape": list(shape), "seed": seed, "z_jitter": z_jitter, "dtype": dtype}
@@ -57,7 +63,7 @@ def write_set(out_dir, *, kind, num_volumes, shape, seed, z_jitter=0.0, dtype="f
     for index in tqdm.tqdm(range(num_volumes), desc=f"synthesize {kind}", disable=not progress, unit="vol"):
       name = f"{kind}_{index:03d}"
       recon, phantom, artifacts = phantoms.synthesize(kind, shapes[index], seed, index)
-      data, scaling = _to_dtype(recon, dtype)
+      data, scaling = _to_dtype(recon, dtype, phantom.window_mu)
       attrs = {"ssl_ct": {"synthetic": params, "index": index, "artifacts": artifacts, **scaling}}
       zarr_writer.write_zarr3(data, os.path.join(tmp, f"{name}.zarr"), attributes=attrs)
       zarr_writer.write_zarr3(phantom.mask_DxHxW.astype(np.uint8), os.path.join(tmp, "truth", f"{name}_mask.zarr"))
