@@ -71,7 +71,8 @@ def get_config(arg=None):
   config.localize = ml_collections.ConfigDict()
   config.localize.twin_offsets = (1, 2)  # unrotated twins at +- these many slices (paper: the adjacent slice)
   config.localize.batch_size = 64  # pairs per scoring call
-  config.localize.smooth = 0.03  # median-filter window, fraction of the axis
+  config.localize.smooth = 0.03  # rank-filter window, fraction of the axis
+  config.localize.smooth_percentile = 50.0  # the filter's rank: 50 = median; lower keeps only steadily high slices high
   config.localize.cut_noise_factor = 2.0  # cut this many times the background's slice-to-slice noise above it
   config.localize.level = 0.0  # and at least this far from background (0) to sample (1) certainty
   config.localize.min_contrast = 0.1  # sample minus background certainty below this: no sample
@@ -79,6 +80,10 @@ def get_config(arg=None):
   # The sample fills an axis when even its least certain tenth of slices is this far above chance
   # (1 / angle classes, what a pair without sample scores); all three axes: it fills the field.
   config.localize.fill_margin = 0.2
+  # "Least certain": the smoothed curve's minimum (percentile 0), so that a stretch of empty slices
+  # (at chance) longer than half the smoothing window means the axis is not filled; at the 10th
+  # percentile an axis with under a tenth of its slices empty passed for filled (C57BL6, README).
+  config.localize.fill_percentile = 0.0
   # Grow the box to the sample's faint parts by background subtraction along refine_axis (the
   # scan's rotation axis, along which holders, medium and rings do not change; ssl_ct/refine.py).
   # The sorting config's settings, checked on the held-out seeds 4 and 5 (README); a volume

@@ -1,10 +1,13 @@
 """One-dimensional profile rule: where along an axis does a per-slice curve rise above its background?
 
 Shared by the rotation localizer (certainty p0 per slice) and the sorting localizer (how far
-the position score departs from its empty-slice level). Curve rule: median-smooth the curve;
+the position score departs from its empty-slice level). Curve rule: median-smooth the curve
+(or a lower rank filter, `smooth_percentile`: a background with structure, such as packing,
+scores high on average but unsteadily; a sample steadily);
 take the background and sample levels from its 10th and 90th percentiles (the sample fills
 part of the axis, never all of it; the background level is then the median of the slices near
-the 10th percentile); call the axis empty when they differ by less than `min_contrast` or than
+the 10th percentile; with a `floor`, when the sample fills more than nine tenths of the axis,
+the median of the slices at the floor); call the axis empty when they differ by less than `min_contrast` or than
 `noise_factor` times the curve's own slice-to-slice noise; otherwise cut at `cut_noise_factor`
 times the background slices' noise above the background (and at least `level` of the way from
 background to sample), close dips shorter than `max_gap` (fraction of the axis) and keep the run
@@ -12,19 +15,22 @@ above the cut with the largest area: the sample's interval.
 
 When the curve has an absolute scale (`floor`: what a slice without sample scores, e.g. the
 rotation certainty at chance, 1/angle classes) a third outcome is read from the levels, not
-the contrast: if even the least certain tenth of the scored slices sits `fill_margin` above the
-floor, there is no sample-free slice on the axis, and the sample fills it (the whole axis).
+the contrast: if even the least certain `fill_percentile` % of the scored slices (of the
+smoothed curve: a run of empty slices shorter than half the smoothing window does not count)
+sits `fill_margin` above the floor, there is no sample-free slice on the axis, and the sample
+fills it (the whole axis).
 """
 
 import numpy as np
 import scipy.ndimage
 
 
-def smooth_curve(curve, window_fraction):
-  """Median filter over about `window_fraction` of the axis; slices without a score count as background."""
+def smooth_curve(curve, window_fraction, percentile=50.0):
+  """Rank filter over about `window_fraction` of the axis (the median at 50; lower: a slice must be
+  steadily high, not only on average, to stay high); slices without a score count as background."""
   filled = np.where(np.isnan(curve), np.nanmin(curve) if np.any(~np.isnan(curve)) else 0.0, curve)
   window = max(3, int(round(window_fraction * len(curve))) | 1)
-  return scipy.ndimage.median_filter(filled, size=window, mode="nearest")
+  return scipy.ndimage.percentile_filter(filled, percentile, size=window, mode="nearest")
 
 
 def curve_noise(curve, keep=None):
@@ -34,12 +40,18 @@ def curve_noise(curve, keep=None):
   return float(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / np.sqrt(2)) if len(diffs) else 0.0
 
 
-def fills_axis(curve, *, smooth, floor, fill_margin):
-  """True when even the least certain tenth of the scored slices sits `fill_margin` above `floor`."""
+def floor_level(floor, fill_margin):
+  """Scores at or below this are a slice without sample (-inf when the curve has no absolute scale)."""
+  return -np.inf if floor is None else floor + fill_margin
+
+
+def fills_axis(curve, *, smooth, floor, fill_margin, fill_percentile=0.0, smooth_percentile=50.0):
+  """True when even the least certain `fill_percentile` % of the scored slices sits `fill_margin` above `floor`."""
   scored = ~np.isnan(curve)
   if floor is None or scored.sum() < 2:
     return False
-  return float(np.percentile(smooth_curve(curve, smooth)[scored], 10)) - floor >= fill_margin
+  smoothed = smooth_curve(curve, smooth, smooth_percentile)
+  return float(np.percentile(smoothed[scored], fill_percentile)) > floor_level(floor, fill_margin)
 
 
 def interval_from_curve(
@@ -53,15 +65,22 @@ def interval_from_curve(
   cut_noise_factor=2.0,
   floor=None,
   fill_margin=0.2,
+  fill_percentile=0.0,
+  smooth_percentile=50.0,
 ):
   """Half-open (start, stop) of the sample along one axis, or None when the curve shows no sample.
 
   With `floor` (the score of a slice without sample), (0, len) when the sample fills the axis.
   """
-  if fills_axis(curve, smooth=smooth, floor=floor, fill_margin=fill_margin):
+  fill = {"fill_margin": fill_margin, "fill_percentile": fill_percentile, "smooth_percentile": smooth_percentile}
+  if fills_axis(curve, smooth=smooth, floor=floor, **fill):
     return 0, len(curve)
-  values = smooth_curve(curve, smooth)
+  values = smooth_curve(curve, smooth, smooth_percentile)
   background, sample = np.percentile(values, [10, 90])
+  near_floor = values <= floor_level(floor, fill_margin)
+  if background > floor_level(floor, fill_margin) and near_floor.any():
+    # The sample fills more than nine tenths of the axis: its empty slices are those at the floor.
+    background = float(np.median(values[near_floor]))
   if sample - background < max(min_contrast, noise_factor * curve_noise(curve)):
     return None
   in_background = values <= background + 0.25 * (sample - background)

@@ -206,5 +206,6 @@ def load_saved(workdir, folder):
   saved = []
   for npz in sorted(glob.glob(os.path.join(run, folder, "*.npz"))):
     name = os.path.basename(npz)[:-4]
-    saved.append((name, np.load(npz), truth.read_mask(root, known[name])))
+    if name in known:  # volumes without a reference are localized, not scored
+      saved.append((name, np.load(npz), truth.read_mask(root, known[name])))
   return config, known, saved

@@ -44,6 +44,20 @@ class CurveRuleTest(absltest.TestCase):
     )
     self.assertIsNone(curves.interval_from_curve(np.full(50, chance, np.float32), floor=chance))  # at chance: no sample
 
+  def test_a_short_empty_stretch_is_not_a_filled_axis(self):
+    chance = 1 / 7
+    # The sample ends 8 slices before the axis does (as a head whose packing continues past it):
+    # below the 10th percentile, but a stretch at chance the median smoothing keeps.
+    curve = _curve(start=0, stop=92, low=chance, high=0.95, noise=0.02)
+    self.assertEqual(curves.interval_from_curve(curve, floor=chance, fill_percentile=10.0), (0, 100))
+    start, stop = curves.interval_from_curve(curve, floor=chance, fill_percentile=0.0)
+    self.assertEqual(start, 0)
+    self.assertLessEqual(abs(stop - 92), 1)
+    # Two isolated low slices are noise, not an empty stretch: the smoothed curve stays high.
+    dips = _curve(start=0, stop=100, low=0.9, high=0.9, noise=0.02)
+    dips[[30, 60]] = chance
+    self.assertEqual(curves.interval_from_curve(dips, floor=chance, fill_percentile=0.0), (0, 100))
+
   def test_keeps_the_run_with_the_largest_area(self):
     curve = _curve(start=50, stop=90, noise=0.02)
     curve[10:14] = 0.8  # a short spike, e.g. debris
