@@ -39,7 +39,8 @@ def main():
     curves = {axis: arrays[f"axis{axis}"] for axis in range(3)}
     if tuple(len(curves[axis]) for axis in range(3)) != mask.shape:
       raise SystemExit(f"{name}: curves are not on the input grid (data.downscale_to?); this script needs them to be")
-    volumes.append((name, curves, mask))
+    ideal = evaluate.box_metrics(known[name]["box"], known[name]["box"], mask.shape)["kept_fraction"]
+    volumes.append((name, curves, mask, ideal))
   if not volumes:
     raise SystemExit(f"no curves in {args.workdir}/localization/latest/curves; run the localizer first")
 
@@ -64,15 +65,14 @@ def main():
   )
   print("mean over volumes of the box metrics per rule (* = the config's); relative error in % of the side:")
   for level, noise, gap, fill, smooth, rank in itertools.product(args.levels, args.cut_noise, args.max_gaps, fills, smooths, ranks):
-    rule = {**fixed, "level": level, "cut_noise_factor": noise, "max_gap": gap, "fill_percentile": fill}
-    rule.update(smooth=smooth, smooth_percentile=rank)
+    rule = dict(fixed, level=level, cut_noise_factor=noise, max_gap=gap, fill_percentile=fill, smooth=smooth, smooth_percentile=rank)
     rows, inside, filled, crops = [], [], 0, []
-    for name, curves, mask in volumes:
+    for name, curves, mask, ideal in volumes:
       box = localize_rotation.box_from_curves(curves, **rule)
       metrics = evaluate.box_metrics(box, known[name]["box"], mask.shape, mask)
       cropped = evaluate.box_metrics(crop.margin_box(box, mask.shape, config.crop.margin), known[name]["box"], mask.shape, mask)
       rows.append((metrics["mae_voxels"], metrics["relative_error_pct"], metrics["iou"], metrics["recall"], box is None))
-      crops.append((cropped["recall"], cropped["kept_fraction"] / evaluate.box_metrics(known[name]["box"], known[name]["box"], mask.shape)["kept_fraction"]))
+      crops.append((cropped["recall"], cropped["kept_fraction"] / ideal))
       filled += box == {"start": [0, 0, 0], "stop": list(mask.shape)}
       if box is not None:
         inside.append(

@@ -40,18 +40,10 @@ def curve_noise(curve, keep=None):
   return float(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / np.sqrt(2)) if len(diffs) else 0.0
 
 
-def floor_level(floor, fill_margin):
-  """Scores at or below this are a slice without sample (-inf when the curve has no absolute scale)."""
-  return -np.inf if floor is None else floor + fill_margin
-
-
-def fills_axis(curve, *, smooth, floor, fill_margin, fill_percentile=0.0, smooth_percentile=50.0):
-  """True when even the least certain `fill_percentile` % of the scored slices sits `fill_margin` above `floor`."""
-  scored = ~np.isnan(curve)
-  if floor is None or scored.sum() < 2:
-    return False
-  smoothed = smooth_curve(curve, smooth, smooth_percentile)
-  return float(np.percentile(smoothed[scored], fill_percentile)) > floor_level(floor, fill_margin)
+def _fills(values, scored, empty_level, fill_percentile):
+  """True when even the least certain `fill_percentile` % of the scored slices of the smoothed
+  curve `values` sit above `empty_level` (the floor plus the fill margin)."""
+  return scored.sum() >= 2 and float(np.percentile(values[scored], fill_percentile)) > empty_level
 
 
 def interval_from_curve(
@@ -72,13 +64,13 @@ def interval_from_curve(
 
   With `floor` (the score of a slice without sample), (0, len) when the sample fills the axis.
   """
-  fill = {"fill_margin": fill_margin, "fill_percentile": fill_percentile, "smooth_percentile": smooth_percentile}
-  if fills_axis(curve, smooth=smooth, floor=floor, **fill):
-    return 0, len(curve)
   values = smooth_curve(curve, smooth, smooth_percentile)
+  empty_level = -np.inf if floor is None else floor + fill_margin  # at or below: a slice without sample
+  if floor is not None and _fills(values, ~np.isnan(curve), empty_level, fill_percentile):
+    return 0, len(curve)
   background, sample = np.percentile(values, [10, 90])
-  near_floor = values <= floor_level(floor, fill_margin)
-  if background > floor_level(floor, fill_margin) and near_floor.any():
+  near_floor = values <= empty_level
+  if background > empty_level and near_floor.any():
     # The sample fills more than nine tenths of the axis: its empty slices are those at the floor.
     background = float(np.median(values[near_floor]))
   if sample - background < max(min_contrast, noise_factor * curve_noise(curve)):

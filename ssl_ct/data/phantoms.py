@@ -190,13 +190,12 @@ def medaka(shape, rng):
   return Phantom(mu, mask, visual.astype(np.uint8), {"0": "background", "1": "visual_system"}, window)
 
 
-def _packing(shape, holder_yx, sample, rng):
+def _packing(shape, yy, xx, holder_yx, sample, rng):
   """Fibrous packing (gauze, foam, wood wool) in part of the holder: strands running along z."""
   d, h, w = shape
   stretch = int(rng.integers(3, 6))  # strands several times longer along z than across
   coarse = smooth_noise((max(2, d // stretch), h, w), max(2.0, 0.03 * h), rng)
   strands = scipy.ndimage.zoom(coarse, (d / coarse.shape[0], 1, 1), order=1)[:d]
-  yy, xx = np.indices((h, w), dtype=np.float32)
   side = rng.uniform(0, 2 * np.pi)  # the packing fills the part of the holder beyond a random chord
   along = (yy - h / 2) * np.sin(side) + (xx - w / 2) * np.cos(side)
   region_yx = holder_yx & (along > rng.uniform(-0.5, 0.2) * h)  # from a sliver to all of the holder
@@ -254,7 +253,7 @@ def packed_head(shape, rng):
     sample |= paw
   sample &= holder_yx[None]
   mu[:, ~holder_yx & (radius_yx >= holder_inner + wall)] = 0.0
-  fibres = _packing(shape, holder_yx, sample, rng)
+  fibres = _packing(shape, yy, xx, holder_yx, sample, rng)
   mu[fibres] = mu_tissue * rng.uniform(0.8, 1.05)  # soaked in fixative: close to soft tissue
   # Exported as atlas scans are: the window's floor just under soft tissue (air, most of the
   # packing and the noise go to 0), soft tissue a few grey levels above it, bone far up.
