@@ -30,8 +30,12 @@ def main():
   parser.add_argument("--cut-noise", type=_floats, default=(1.0, 2.0, 3.0), help="localize.cut_noise_factor values")
   parser.add_argument("--max-gaps", type=_floats, default=(0.0, 0.02, 0.05), help="localize.max_gap values")
   parser.add_argument("--smooths", type=_floats, default=None, help="localize.smooth values (default: the run's)")
-  parser.add_argument("--smooth-percentiles", type=_floats, default=None, help="localize.smooth_percentile values (default: the run's)")
-  parser.add_argument("--fill-percentiles", type=_floats, default=None, help="localize.fill_percentile values (default: the run's)")
+  parser.add_argument(
+    "--smooth-percentiles", type=_floats, default=None, help="localize.smooth_percentile values (default: the run's)"
+  )
+  parser.add_argument(
+    "--fill-percentiles", type=_floats, default=None, help="localize.fill_percentile values (default: the run's)"
+  )
   args = parser.parse_args()
   config, known, saved = run_localization.load_saved(args.workdir, "curves")
   volumes = []
@@ -64,8 +68,12 @@ def main():
     f" fill_percentile {current[3]}, smooth {current[4]}, smooth_percentile {current[5]}"
   )
   print("mean over volumes of the box metrics per rule (* = the config's); relative error in % of the side:")
-  for level, noise, gap, fill, smooth, rank in itertools.product(args.levels, args.cut_noise, args.max_gaps, fills, smooths, ranks):
-    rule = dict(fixed, level=level, cut_noise_factor=noise, max_gap=gap, fill_percentile=fill, smooth=smooth, smooth_percentile=rank)
+  for level, noise, gap, fill, smooth, rank in itertools.product(
+    args.levels, args.cut_noise, args.max_gaps, fills, smooths, ranks
+  ):
+    rule = dict(
+      fixed, level=level, cut_noise_factor=noise, max_gap=gap, fill_percentile=fill, smooth=smooth, smooth_percentile=rank
+    )
     rows, inside, filled, crops = [], [], 0, []
     for name, curves, mask, ideal in volumes:
       box = localize_rotation.box_from_curves(curves, **rule)

@@ -1,17 +1,21 @@
 r"""Converts any volume ssl_ct reads into a chunked, compressed zarr v3 store (an OME-Zarr 0.5 image).
 
-  python -m ssl_ct.convert IN OUT.zarr [--levels=N] [--voxel-size-um=S] [--overwrite] [--fill-missing]
+  python -m ssl_ct.convert IN OUT.zarr [--levels=N] [--voxel_size_um=S] [--overwrite] [--fill_missing]
 
 IN is a zarr/N5 folder, 'scan.h5:/exchange/data', a TIFF file or folder, a .npy file, or a
 tensorstore JSON spec. The input is only read, and OUT may not be, contain or lie inside it;
 OUT appears only once it is complete, and --overwrite replaces only a store ssl_ct wrote. The
-voxel size the input records (or --voxel-size-um) becomes the image's scale; --levels adds a
+voxel size the input records (or --voxel_size_um) becomes the image's scale; --levels adds a
 pyramid of 2x2x2 block means for viewers.
 """
 
+from absl import flags
+
 from ssl_ct import outputs
 from ssl_ct.data import formats, sources, voxel_size, zarr_writer
-from ssl_ct.errors import CliParser, InputError, exit_on_input_error, run_cli
+from ssl_ct.errors import InputError, exit_on_input_error, parse_flags, run_cli, usage_error
+
+_PROG = "python -m ssl_ct.convert"
 
 
 def convert(source, out_path, *, overwrite=False, progress=True, fill_missing=False, levels=1, voxel_size_um=None):
@@ -39,37 +43,37 @@ def convert(source, out_path, *, overwrite=False, progress=True, fill_missing=Fa
   return volume, in_bytes, out_bytes
 
 
+def _flags():
+  fv = flags.FlagValues()
+  flags.DEFINE_bool("overwrite", False, "replace OUT if ssl_ct wrote it", flag_values=fv)
+  flags.DEFINE_bool("fill_missing", False, "read missing zarr/N5 chunks as the fill value", flag_values=fv)
+  flags.DEFINE_bool("quiet", False, "no progress bar", flag_values=fv)
+  flags.DEFINE_integer("levels", 1, "OME-Zarr levels: 1 = the volume only, 0 = a pyramid to <= 256 a side", flag_values=fv)
+  flags.DEFINE_string("voxel_size_um", None, "micrometres per voxel, one number or z,y,x (replaces the input's)", flag_values=fv)
+  return fv
+
+
 def main(argv=None):
-  parser = CliParser(prog="python -m ssl_ct.convert", description=__doc__.split("\n")[1])
-  parser.add_argument("input", help="volume path, 'file.h5:/dataset', URL or tensorstore JSON spec")
-  parser.add_argument("output", help="new zarr v3 folder (OUT.zarr)")
-  parser.add_argument("--overwrite", action="store_true", help="replace OUT if ssl_ct wrote it")
-  parser.add_argument("--fill-missing", action="store_true", help="read missing zarr/N5 chunks as the fill value")
-  parser.add_argument("--quiet", action="store_true", help="no progress bar")
-  parser.add_argument(
-    "--levels", type=int, default=1, help="OME-Zarr levels: 1 = the volume only, 0 = a pyramid to <= 256 a side"
-  )
-  parser.add_argument("--voxel-size-um", default=None, help="micrometres per voxel, one number or z,y,x (replaces the input's)")
-  args = parser.parse_args(argv)
+  """`python -m ssl_ct.convert IN OUT.zarr`; `argv` without the program name (tests call it in-process)."""
+  args = _flags()
+  source, out = parse_flags(args, argv, prog=_PROG, doc=__doc__, positional=("in", "out.zarr"))
   if args.levels < 0:
-    parser.error(f"--levels={args.levels} is negative; give 1 (the volume only), 0 (automatic) or more")
+    usage_error(f"--levels={args.levels} is negative; give 1 (the volume only), 0 (automatic) or more", _PROG)
   try:
     size = voxel_size.from_flag(args.voxel_size_um)
   except ValueError as e:
-    parser.error(str(e))
+    usage_error(e, _PROG)
   volume, in_bytes, out_bytes = exit_on_input_error(
     convert,
-    args.input,
-    args.output,
+    source,
+    out,
     overwrite=args.overwrite,
     progress=not args.quiet,
     fill_missing=args.fill_missing,
     levels=args.levels,
     voxel_size_um=size,
   )
-  print(
-    f"{volume.name}: {volume.shape} {volume.dtype} -> {args.output} ({in_bytes / 2**20:.1f} MiB -> {out_bytes / 2**20:.1f} MiB)"
-  )
+  print(f"{volume.name}: {volume.shape} {volume.dtype} -> {out} ({in_bytes / 2**20:.1f} MiB -> {out_bytes / 2**20:.1f} MiB)")
 
 
 def cli():

@@ -22,10 +22,11 @@ import os
 import re
 
 import numpy as np
+from absl import flags
 
 from ssl_ct import evaluate, outputs, report, results
 from ssl_ct.data import formats, prepare, sources, truth, voxel_size, zarr_writer
-from ssl_ct.errors import CliParser, InputError, exit_on_input_error, run_cli
+from ssl_ct.errors import InputError, exit_on_input_error, parse_flags, run_cli, usage_error
 
 DEFAULT_MARGIN = 0.05  # for boxes.json files that record none (written before ssl_ct recorded it)
 
@@ -62,7 +63,7 @@ def margin_voxels(margin, shape, voxel_size_um=None):
   if voxel_size_um is None:
     raise InputError(
       f"a margin of {margin} needs the voxel size, which the volume's file does not record; "
-      "give it (config data.voxel_size_um, --voxel-size-um) or a margin in voxels or as a fraction"
+      "give it (config data.voxel_size_um, --voxel_size_um) or a margin in voxels or as a fraction"
     )
   return [int(np.ceil(value / v)) for v in voxel_size_um]
 
@@ -319,40 +320,52 @@ def crop_from_workdir(config, workdir, dataset, *, overwrite=False, progress=Tru
   return result
 
 
-def main(argv=None):
-  parser = CliParser(prog="python -m ssl_ct.crop", description=__doc__.split("\n")[0])
-  parser.add_argument("--boxes", required=True, help="boxes.json written by localization")
-  parser.add_argument("--data", required=True, help="folder, glob or volume the boxes refer to (config.data.path)")
-  parser.add_argument("--out", required=True, help="folder for the cropped <name>.zarr stores and the crop report")
-  parser.add_argument(
-    "--margin",
-    default=None,
-    help="safety margin on every face: a fraction of each side (0.05), voxels (40vox) or a length (50um, 0.2mm; needs"
+_PROG = "python -m ssl_ct.crop"
+
+
+def _flags():
+  fv = flags.FlagValues()
+  flags.DEFINE_string("boxes", None, "boxes.json written by localization", flag_values=fv)
+  flags.DEFINE_string("data", None, "folder, glob or volume the boxes refer to (config.data.path)", flag_values=fv)
+  flags.DEFINE_string("out", None, "folder for the cropped <name>.zarr stores and the crop report", flag_values=fv)
+  flags.DEFINE_string(
+    "margin",
+    None,
+    "safety margin on every face: a fraction of each side (0.05), voxels (40vox) or a length (50um, 0.2mm; needs"
     f" the voxel size); default: boxes.json's, else {DEFAULT_MARGIN}",
+    flag_values=fv,
   )
-  parser.add_argument(
-    "--voxel-size-um",
-    default=None,
-    help="voxel size in micrometres, one number or z,y,x, for volumes whose files do not record it (overrides theirs)",
+  flags.DEFINE_string(
+    "voxel_size_um",
+    None,
+    "voxel size in micrometres, one number or z,y,x, for volumes whose files do not record it (overrides theirs)",
+    flag_values=fv,
   )
-  parser.add_argument(
-    "--levels", type=int, default=0, help=f"OME-Zarr pyramid levels; 0 = halve until <= {zarr_writer.PYRAMID_MIN_SIDE} a side"
+  flags.DEFINE_integer(
+    "levels", 0, f"OME-Zarr pyramid levels; 0 = halve until <= {zarr_writer.PYRAMID_MIN_SIDE} a side", flag_values=fv
   )
-  parser.add_argument("--overwrite", action="store_true", help="replace earlier crops that ssl_ct wrote differently")
-  parser.add_argument("--fill-missing", action="store_true", help="read missing zarr/N5 chunks as the fill value")
-  parser.add_argument("--quiet", action="store_true", help="no progress bars")
-  args = parser.parse_args(argv)
+  flags.DEFINE_bool("overwrite", False, "replace earlier crops that ssl_ct wrote differently", flag_values=fv)
+  flags.DEFINE_bool("fill_missing", False, "read missing zarr/N5 chunks as the fill value", flag_values=fv)
+  flags.DEFINE_bool("quiet", False, "no progress bars", flag_values=fv)
+  flags.mark_flags_as_required(["boxes", "data", "out"], flag_values=fv)
+  return fv
+
+
+def main(argv=None):
+  """`python -m ssl_ct.crop`; `argv` without the program name (tests call it in-process)."""
+  args = _flags()
+  parse_flags(args, argv, prog=_PROG, doc=__doc__)
   if args.margin is not None:
     try:
       parse_margin(args.margin)
     except ValueError as e:
-      parser.error(f"--margin={args.margin}: {e}")
+      usage_error(f"--margin={args.margin}: {e}", _PROG)
   try:
     size = voxel_size.from_flag(args.voxel_size_um)
   except ValueError as e:
-    parser.error(str(e))
+    usage_error(e, _PROG)
   if args.levels < 0:
-    parser.error(f"--levels={args.levels} is negative; give 0 (auto) or a number of levels")
+    usage_error(f"--levels={args.levels} is negative; give 0 (auto) or a number of levels", _PROG)
 
   def run():
     boxes, meta = report.read_boxes(args.boxes)

@@ -1,8 +1,10 @@
 """One error type for bad user input, and the CLI helpers that report it in one line."""
 
-import argparse
 import os
+import re
 import sys
+
+from absl import flags
 
 
 class InputError(ValueError):
@@ -38,9 +40,47 @@ def run_cli(main_fn):
     os._exit(e.code if isinstance(e.code, int) else 2)
 
 
-class CliParser(argparse.ArgumentParser):
-  """argparse with a bad command line as one `error:` line (no usage dump) and exit status 2."""
+def usage_error(message, prog):
+  """A bad command line: one `error:` line that points at --help, and exit status 2."""
+  print(f"error: {' '.join(str(message).split())}; see {prog} --help", file=sys.stderr)
+  sys.exit(2)
 
-  def error(self, message):
-    print(f"error: {message}; see {self.prog} --help", file=sys.stderr)
-    sys.exit(2)
+
+def _flag_error_message(error):
+  text = " ".join(str(error).split())
+  required = re.match(r"flag (--\w+)=None: Flag --\w+ must have a value other than None", text)
+  return f"{required.group(1)} is required" if required else text
+
+
+def wants_help(argv):
+  return any(arg in ("-h", "--help", "-help", "--helpshort", "--helpfull") for arg in argv)
+
+
+def print_help(prog, doc, flag_help, positional=()):
+  """Usage line, `doc` and the flags (absl's listing, less its module header); exits 0."""
+  lines = [line for line in flag_help.strip().splitlines() if line.startswith(" ")]
+  usage = f"usage: {prog} [flags] {' '.join(name.upper() for name in positional)}".rstrip()
+  print(f"{usage}\n\n{doc.strip()}\n\nflags:\n" + "\n".join(lines))
+  sys.exit(0)
+
+
+def parse_flags(flag_values, argv, *, prog, doc, positional=()):
+  """Parses a command line into absl `flag_values` (the style of ssl_ct.main) and returns the
+  positional arguments, one per name in `positional`.
+
+  `argv` is the arguments without the program name (None: sys.argv[1:]). `--help` prints `doc`
+  and the flags, and exits 0. An unknown or malformed flag, a required flag left out or the
+  wrong number of positional arguments is one `error:` line and exit status 2.
+  """
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if wants_help(argv):
+    print_help(prog, doc, flag_values.get_help(include_special_flags=False), positional)
+  try:
+    rest = flag_values([prog, *argv])[1:]
+  except flags.Error as e:
+    usage_error(_flag_error_message(e), prog)
+  if len(rest) != len(positional):
+    wanted = " ".join(name.upper() for name in positional) or "none"
+    got = " ".join(rest) or "none"
+    usage_error(f"expected positional arguments {wanted}, got {got}", prog)
+  return rest

@@ -221,5 +221,7 @@ class RotationLocalizer:
     os.makedirs(folder, exist_ok=True)
     by_axis = diagnostics["curves"]
     np.savez(os.path.join(folder, f"{name}.npz"), **{f"axis{a}": c for a, c in by_axis.items()})
-    smoothed = {axis: curves.smooth_curve(c, self.rule["smooth"], self.rule.get("smooth_percentile", 50.0)) for axis, c in by_axis.items()}
+    smoothed = {
+      axis: curves.smooth_curve(c, self.rule["smooth"], self.rule.get("smooth_percentile", 50.0)) for axis, c in by_axis.items()
+    }
     plots.plot_certainty_curves(name, by_axis, smoothed, shown[0][0], shown[1][0], os.path.join(folder, f"{name}.png"))

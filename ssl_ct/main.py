@@ -15,7 +15,7 @@ from ml_collections import config_flags
 
 from ssl_ct import config_checks, log_setup, outputs
 from ssl_ct.data import formats, sources
-from ssl_ct.errors import InputError, exit_on_input_error, run_cli
+from ssl_ct.errors import InputError, exit_on_input_error, print_help, run_cli, wants_help
 
 MODES = ("all", "train", "localize", "crop", "prepare", "export")
 # What a checkpoint's parameters depend on: localize and crop runs must agree with training here.
@@ -256,6 +256,8 @@ def packaged_config(value):
 def parse_flags(argv):
   """absl flag parsing with bad config files, bad config args and override typos as one-line errors."""
   argv = [f"--config={packaged_config(a[len('--config=') :])}" if a.startswith("--config=") else a for a in argv]
+  if wants_help(argv[1:]):  # absl's own --help exits 1 and, under the console script, shows no module doc
+    print_help("python -m ssl_ct.main", __doc__, flags.FLAGS.module_help(flags.FLAGS.find_module_defining_flag("workdir")))
   try:
     return flags.FLAGS(argv)
   except Exception as e:  # config files are user code: anything can come out of loading one

@@ -6,40 +6,50 @@ r"""Writes a synthetic CT set with ground truth (the embedded default data) to a
 See ssl_ct/data/synthetic.py for the folder layout and ssl_ct/data/phantoms.py for the physics.
 """
 
-import argparse
+from absl import flags
 
 from ssl_ct.data import phantoms, synthetic
-from ssl_ct.errors import CliParser, exit_on_input_error, run_cli
+from ssl_ct.errors import exit_on_input_error, parse_flags, run_cli, usage_error
+
+_PROG = "python -m ssl_ct.phantoms"
 
 
 def _shape(text):
   try:
     shape = tuple(int(n) for n in text.split(","))
   except ValueError:
-    raise argparse.ArgumentTypeError(f"shape must be three integers z,y,x, got {text!r}") from None
+    shape = ()
   if len(shape) != 3:
-    raise argparse.ArgumentTypeError(f"shape must be three integers z,y,x, got {text!r}")
+    usage_error(f"--shape={text}: the shape must be three integers z,y,x", _PROG)
   return shape
 
 
+def _flags():
+  fv = flags.FlagValues()
+  flags.DEFINE_enum("kind", "xenopus", sorted(phantoms.GENERATORS), "sample family", flag_values=fv)
+  flags.DEFINE_integer("num", 12, "number of volumes", flag_values=fv)
+  flags.DEFINE_string("shape", "112,112,112", "z,y,x voxels (y == x)", flag_values=fv)
+  flags.DEFINE_integer("seed", 0, "the set is deterministic in it", flag_values=fv)
+  flags.DEFINE_float("z_jitter", 0.0, "+- fraction of z size between volumes", flag_values=fv)
+  flags.DEFINE_enum(
+    "dtype", "float32", synthetic.DTYPES, "uint8: the family's display window, as atlas scans are exported", flag_values=fv
+  )
+  flags.DEFINE_string("preview", "", "also save a PNG of mid slices with the true boxes", flag_values=fv)
+  flags.DEFINE_bool("overwrite", False, "replace OUT if it exists", flag_values=fv)
+  return fv
+
+
 def main(argv=None):
-  parser = CliParser(prog="python -m ssl_ct.phantoms", description=__doc__.split("\n")[1])
-  parser.add_argument("output", help="new folder for the set")
-  parser.add_argument("--kind", choices=sorted(phantoms.GENERATORS), default="xenopus")
-  parser.add_argument("--num", type=int, default=12, help="number of volumes")
-  parser.add_argument("--shape", type=_shape, default=(112, 112, 112), help="z,y,x voxels (y == x)")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--z-jitter", type=float, default=0.0, help="+- fraction of z size between volumes")
-  parser.add_argument("--dtype", choices=synthetic.DTYPES, default="float32", help="uint8: the family's display window, as atlas scans are exported")
-  parser.add_argument("--preview", default="", help="also save a PNG of mid slices with the true boxes")
-  parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-  args = parser.parse_args(argv)
+  """`python -m ssl_ct.phantoms OUT_DIR`; `argv` without the program name (tests call it in-process)."""
+  args = _flags()
+  (output,) = parse_flags(args, argv, prog=_PROG, doc=__doc__, positional=("out_dir",))
+  shape = _shape(args.shape)
   out = exit_on_input_error(
     synthetic.write_set,
-    args.output,
+    output,
     kind=args.kind,
     num_volumes=args.num,
-    shape=args.shape,
+    shape=shape,
     seed=args.seed,
     z_jitter=args.z_jitter,
     dtype=args.dtype,

@@ -107,6 +107,21 @@ class HostileCorpusTest(parameterized.TestCase):
     del tmp
 
 
+class CommandLineTest(absltest.TestCase):
+  def test_every_cli_is_absl_style_and_says_what_it_does(self):
+    for name, main_fn in IN_PROCESS.items():
+      out = io.StringIO()
+      with contextlib.redirect_stdout(out), self.assertRaises(SystemExit) as exit_:
+        main_fn(["--help"])
+      self.assertEqual(exit_.exception.code, 0, name)
+      self.assertIn(sys.modules[main_fn.__module__].__doc__.strip().splitlines()[0], out.getvalue(), name)
+      self.assertIn("--[no]overwrite: ", out.getvalue(), name)  # absl's flag listing, as ssl_ct.main's
+    result = run_cli("ssl_ct.main", "--help")
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    self.assertIn("Entry point: `python -m ssl_ct.main", result.stdout)
+    self.assertIn("--[no]overwrite: ", result.stdout)
+
+
 class BadInputTest(parameterized.TestCase):
   def setUp(self):
     super().setUp()
@@ -275,7 +290,7 @@ class SilentWrongResultTest(absltest.TestCase):
     array = np.arange(16 * 16 * 16, dtype=np.uint16).reshape(16, 16, 16) + 1
     spec = helpers.write_in_format(array, tmp, "zarr2")
     os.remove(os.path.join(spec, "0.0.0"))
-    with self.assertRaisesRegex(InputError, "missing.*--fill-missing"):
+    with self.assertRaisesRegex(InputError, "missing.*--fill_missing"):
       formats.open_volume(spec).read()
     filled = formats.open_volume(spec, fill_missing=True).read()
     self.assertEqual(int(filled[:8, :8, :8].max()), 0)

@@ -227,19 +227,19 @@ def convert_spec_unknown_driver(tmp):
 def convert_zarr2_missing_chunk(tmp):
   src = _write(tmp, "zarr2")
   os.remove(os.path.join(src, "1.1.1"))
-  return Case("convert", [src, os.path.join(tmp, "o.zarr")], ("vol_zarr2.zarr", "missing", "--fill-missing"), (src,))
+  return Case("convert", [src, os.path.join(tmp, "o.zarr")], ("vol_zarr2.zarr", "missing", "--fill_missing"), (src,))
 
 
 def convert_zarr3_missing_shard(tmp):
   src = _write(tmp, "zarr3", array=_volume(shape=(140, 20, 20)))  # two shards along z
   os.remove(os.path.join(src, "c", "1", "0", "0"))
-  return Case("convert", [src, os.path.join(tmp, "o.zarr")], ("vol_zarr3.zarr", "missing", "--fill-missing"), (src,))
+  return Case("convert", [src, os.path.join(tmp, "o.zarr")], ("vol_zarr3.zarr", "missing", "--fill_missing"), (src,))
 
 
 def convert_n5_missing_block(tmp):
   src = _write(tmp, "n5")
   os.remove(os.path.join(src, "1", "1", "1"))
-  return Case("convert", [src, os.path.join(tmp, "o.zarr")], ("vol_n5.n5", "missing", "--fill-missing"), (src,))
+  return Case("convert", [src, os.path.join(tmp, "o.zarr")], ("vol_n5.n5", "missing", "--fill_missing"), (src,))
 
 
 def convert_zarr2_corrupt_chunk(tmp):
@@ -308,6 +308,16 @@ def convert_folder_without_volume(tmp):
   os.makedirs(folder)
   _text(os.path.join(folder, "a.txt"), "x")
   return Case("convert", [folder, os.path.join(tmp, "o.zarr")], ("notes", "not a volume format"), (folder,))
+
+
+def convert_unknown_flag(tmp):
+  src = _write(tmp, "npy")
+  return Case("convert", ["--fill-missing", src, os.path.join(tmp, "o.zarr")], ("fill-missing", "--help"), (src,))
+
+
+def convert_one_positional_argument(tmp):
+  src = _write(tmp, "npy")
+  return Case("convert", [src], ("IN OUT.ZARR", src), (src,))
 
 
 def convert_unreachable_gcs(tmp):
@@ -437,16 +447,24 @@ def crop_margin_not_a_number(tmp):
 
 
 def crop_margin_um_without_voxel_size(tmp):
-  return _crop_case(tmp, expect=("50um", "needs the voxel size", "--voxel-size-um"), extra=("--margin=50um",))
+  return _crop_case(tmp, expect=("50um", "needs the voxel size", "--voxel_size_um"), extra=("--margin=50um",))
 
 
 def crop_voxel_size_not_positive(tmp):
-  return _crop_case(tmp, expect=("--voxel-size-um=0,1,1", "positive"), extra=("--voxel-size-um=0,1,1",))
+  return _crop_case(tmp, expect=("--voxel_size_um=0,1,1", "positive"), extra=("--voxel_size_um=0,1,1",))
 
 
 def crop_missing_required_flag(tmp):
   data = _data_dir(tmp)
   return Case("crop", [f"--data={data}", f"--out={tmp}/out"], ("--boxes", "required"), (data,))
+
+
+def crop_levels_not_an_integer(tmp):
+  return _crop_case(tmp, expect=("--levels=two", "invalid literal"), extra=("--levels=two",))
+
+
+def crop_unexpected_positional_argument(tmp):
+  return _crop_case(tmp, expect=("expected positional arguments none", "extra"), extra=("extra",))
 
 
 def crop_truth_not_json(tmp):
@@ -499,18 +517,18 @@ def crop_data_empty_folder(tmp):
 
 
 def crop_missing_chunk_in_source(tmp):
-  case = _crop_case(tmp, fmt="zarr2", expect=("a.zarr", "missing", "--fill-missing"))
+  case = _crop_case(tmp, fmt="zarr2", expect=("a.zarr", "missing", "--fill_missing"))
   os.remove(os.path.join(tmp, "data", "a.zarr", "0.0.0"))
   return case
 
 
 # --- phantoms -----------------------------------------------------------------------------------
 def phantoms_negative_z_jitter(tmp):
-  return Case("phantoms", ["--z-jitter=-0.1", os.path.join(tmp, "set")], ("z jitter -0.1", "[0, 0.5]"))
+  return Case("phantoms", ["--z_jitter=-0.1", os.path.join(tmp, "set")], ("z jitter -0.1", "[0, 0.5]"))
 
 
 def phantoms_large_z_jitter(tmp):
-  return Case("phantoms", ["--z-jitter=0.9", os.path.join(tmp, "set")], ("z jitter 0.9", "[0, 0.5]"))
+  return Case("phantoms", ["--z_jitter=0.9", os.path.join(tmp, "set")], ("z jitter 0.9", "[0, 0.5]"))
 
 
 def phantoms_shape_of_two(tmp):
@@ -527,6 +545,10 @@ def phantoms_shape_too_small(tmp):
 
 def phantoms_no_volumes(tmp):
   return Case("phantoms", ["--num=0", os.path.join(tmp, "set")], ("number of volumes", ">= 1"))
+
+
+def phantoms_num_not_an_integer(tmp):
+  return Case("phantoms", ["--num=many", os.path.join(tmp, "set")], ("--num=many", "--help"))
 
 
 def phantoms_unknown_kind(tmp):

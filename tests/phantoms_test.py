@@ -73,7 +73,6 @@ class PhantomTest(parameterized.TestCase):
       # The wall is brighter than the fish in the reconstruction: a threshold picks it up first.
       self.assertGreater(np.median(recon[wall]), np.median(recon[ph.mask_DxHxW]))
 
-
   def test_packed_head_packing_is_structure_outside_the_sample(self):
     for index in range(3):
       _, ph, _ = phantoms.synthesize("packed_head", (48, 48, 48), seed=0, index=index)
@@ -89,7 +88,13 @@ class PhantomTest(parameterized.TestCase):
 class SyntheticSetTest(absltest.TestCase):
   def test_uint8_set_is_windowed(self):
     folder = synthetic.write_set(
-      os.path.join(tempfile.mkdtemp(), "set"), kind="packed_head", num_volumes=1, shape=(32, 32, 32), seed=0, dtype="uint8", progress=False
+      os.path.join(tempfile.mkdtemp(), "set"),
+      kind="packed_head",
+      num_volumes=1,
+      shape=(32, 32, 32),
+      seed=0,
+      dtype="uint8",
+      progress=False,
     )
     name = "packed_head_000"
     volume = formats.open_volume(os.path.join(folder, f"{name}.zarr")).read()
@@ -97,7 +102,6 @@ class SyntheticSetTest(absltest.TestCase):
     self.assertEqual(volume.dtype, np.uint8)
     self.assertEqual(np.median(volume[~mask]), 0)  # air and most of the packing under the window's floor
     self.assertGreater(np.median(volume[mask]), 0)
-
 
   def test_written_set_matches_phantoms_and_is_cached(self):
     cache = tempfile.mkdtemp()

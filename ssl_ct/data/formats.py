@@ -34,7 +34,7 @@ _remote = {
   "timeout_s": float(os.environ.get("SSL_CT_REMOTE_TIMEOUT_S", 30)),
   "retries": int(os.environ.get("SSL_CT_REMOTE_RETRIES", 3)),
 }
-_FILL_MISSING_HINT = "re-copy the store, or pass --fill-missing (config data.fill_missing=True) if its writer leaves out chunks equal to the fill value"
+_FILL_MISSING_HINT = "re-copy the store, or pass --fill_missing (config data.fill_missing=True) if its writer leaves out chunks equal to the fill value"
 
 
 def set_remote_options(*, timeout_s=None, retries=None):

@@ -225,7 +225,9 @@ def packed_head(shape, rng):
   rotation = random_rotation(rng, max_tilt_deg=20.0)
   room = max(0.0, holder_inner - 1.1 * radii[1:].max())
   angle, offset = rng.uniform(0, 2 * np.pi), room * np.sqrt(rng.uniform())
-  center = np.array([rng.uniform(0.35, 0.65) * d, holder_center[0] + offset * np.sin(angle), holder_center[1] + offset * np.cos(angle)])
+  center = np.array(
+    [rng.uniform(0.35, 0.65) * d, holder_center[0] + offset * np.sin(angle), holder_center[1] + offset * np.cos(angle)]
+  )
   u, v, t = local_coords(shape, center, rotation)
   taper = 1.0 - 0.45 * np.clip(u / radii[0], 0, 1)  # narrower towards the snout (+u)
   shape_field = (u / radii[0]) ** 2 + (v / (radii[1] * taper)) ** 2 + (t / (radii[2] * taper)) ** 2
@@ -244,7 +246,9 @@ def packed_head(shape, rng):
   mu[teeth] = mu_tissue * 3.0
   sample = head.copy()
   if rng.uniform() < 0.5:  # a forepaw against the head, as on C57BL6
-    paw_center = center + rotation @ np.array([rng.uniform(-0.3, 0.3) * radii[0], 1.05 * radii[1], rng.uniform(-0.5, 0.5) * radii[2]])
+    paw_center = center + rotation @ np.array(
+      [rng.uniform(-0.3, 0.3) * radii[0], 1.05 * radii[1], rng.uniform(-0.5, 0.5) * radii[2]]
+    )
     pu, pv, pt = local_coords(shape, paw_center, rotation)
     paw = (pu / (0.35 * radii[0])) ** 2 + (pv / (0.25 * radii[1])) ** 2 + (pt / (0.3 * radii[2])) ** 2 <= 1.0
     paw &= holder_yx[None] & ~head

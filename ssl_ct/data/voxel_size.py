@@ -8,7 +8,7 @@ Read where files carry it:
 - TIFF: OME-TIFF PhysicalSize{X,Y,Z}; ImageJ's `spacing` and `unit` with the XResolution and
   YResolution tags.
 Nothing is guessed: a file that lacks one of the three sizes gives None (then
-`config.data.voxel_size_um` or `--voxel-size-um` can say it).
+`config.data.voxel_size_um` or `--voxel_size_um` can say it).
 """
 
 import re
@@ -58,7 +58,7 @@ def checked(size, what):
   return tuple(float(v) for v in values)
 
 
-def from_flag(text, flag="--voxel-size-um"):
+def from_flag(text, flag="--voxel_size_um"):
   """The (z, y, x) micrometres a command-line flag gives ("0.65" or "1.3,0.65,0.65"), or None for
   an empty flag; ValueError naming the flag and the forms it takes."""
   if not text:
