@@ -56,7 +56,7 @@ def _flags():
 def main(argv=None):
   """`python -m ssl_ct.convert IN OUT.zarr`; `argv` without the program name (tests call it in-process)."""
   args = _flags()
-  source, out = parse_flags(args, argv, prog=_PROG, doc=__doc__, positional=("in", "out.zarr"))
+  source, out = parse_flags(args, argv, prog=_PROG, doc=__doc__, positional=("IN", "OUT.ZARR"))
   if args.levels < 0:
     usage_error(f"--levels={args.levels} is negative; give 1 (the volume only), 0 (automatic) or more", _PROG)
   try:

@@ -46,10 +46,15 @@ def usage_error(message, prog):
   sys.exit(2)
 
 
+def required_flag(error):
+  """The flag an absl error says was left out ("--boxes"), or None for any other error."""
+  match = re.match(r"flag (--[\w.]+)=None: Flag --[\w.]+ must have a value other than None", " ".join(str(error).split()))
+  return match.group(1) if match else None
+
+
 def _flag_error_message(error):
-  text = " ".join(str(error).split())
-  required = re.match(r"flag (--\w+)=None: Flag --\w+ must have a value other than None", text)
-  return f"{required.group(1)} is required" if required else text
+  missing = required_flag(error)
+  return f"{missing} is required" if missing else " ".join(str(error).split())
 
 
 def wants_help(argv):
@@ -59,14 +64,14 @@ def wants_help(argv):
 def print_help(prog, doc, flag_help, positional=()):
   """Usage line, `doc` and the flags (absl's listing, less its module header); exits 0."""
   lines = [line for line in flag_help.strip().splitlines() if line.startswith(" ")]
-  usage = f"usage: {prog} [flags] {' '.join(name.upper() for name in positional)}".rstrip()
+  usage = f"usage: {prog} [flags] {' '.join(positional)}".rstrip()
   print(f"{usage}\n\n{doc.strip()}\n\nflags:\n" + "\n".join(lines))
   sys.exit(0)
 
 
 def parse_flags(flag_values, argv, *, prog, doc, positional=()):
   """Parses a command line into absl `flag_values` (the style of ssl_ct.main) and returns the
-  positional arguments, one per name in `positional`.
+  positional arguments, one per name in `positional` (as the usage line shows them: "IN").
 
   `argv` is the arguments without the program name (None: sys.argv[1:]). `--help` prints `doc`
   and the flags, and exits 0. An unknown or malformed flag, a required flag left out or the
@@ -80,7 +85,7 @@ def parse_flags(flag_values, argv, *, prog, doc, positional=()):
   except flags.Error as e:
     usage_error(_flag_error_message(e), prog)
   if len(rest) != len(positional):
-    wanted = " ".join(name.upper() for name in positional) or "none"
+    wanted = " ".join(positional) or "none"
     got = " ".join(rest) or "none"
     usage_error(f"expected positional arguments {wanted}, got {got}", prog)
   return rest

@@ -15,7 +15,7 @@ from ml_collections import config_flags
 
 from ssl_ct import config_checks, log_setup, outputs
 from ssl_ct.data import formats, sources
-from ssl_ct.errors import InputError, exit_on_input_error, print_help, run_cli, wants_help
+from ssl_ct.errors import InputError, exit_on_input_error, print_help, required_flag, run_cli, wants_help
 
 MODES = ("all", "train", "localize", "crop", "prepare", "export")
 # What a checkpoint's parameters depend on: localize and crop runs must agree with training here.
@@ -216,8 +216,8 @@ def _config_error(error, argv):
     flag = text.split(":", 1)[0].removeprefix("flag ").strip() if text.startswith("flag ") else "a flag"
     if "Error whilst parsing config file" in text:
       return f"{flag}: {_last_line(text).split(': ', 1)[-1]}"
-    if "must have a value other than None" in text:
-      return f"{flag.split('=')[0]} is required; see --help"
+    if missing := required_flag(error):
+      return f"{missing} is required; see --help"
     reason = _last_line(error.__cause__ or text.split(": ", 1)[-1])
     fix = "give a value of the key's type, as in the config file" if flag.startswith("--config.") else "see --help"
     return f"{flag}: cannot parse the value ({reason}); {fix}"

@@ -42,7 +42,7 @@ def _flags():
 def main(argv=None):
   """`python -m ssl_ct.phantoms OUT_DIR`; `argv` without the program name (tests call it in-process)."""
   args = _flags()
-  (output,) = parse_flags(args, argv, prog=_PROG, doc=__doc__, positional=("out_dir",))
+  (output,) = parse_flags(args, argv, prog=_PROG, doc=__doc__, positional=("OUT_DIR",))
   shape = _shape(args.shape)
   out = exit_on_input_error(
     synthetic.write_set,
