@@ -84,6 +84,14 @@ def get_config(arg=None):
   # (at chance) longer than half the smoothing window means the axis is not filled; at the 10th
   # percentile an axis with under a tenth of its slices empty passed for filled (C57BL6, README).
   config.localize.fill_percentile = 0.0
+  # Cut the box back where the certainty took in packing or a holder beside the sample: each face
+  # moves in to the outer of the steady core (the curves cut at trim_level, ranked at
+  # trim_smooth_percentile) and the threshold baseline's box, never out (ssl_ct/fusion.py).
+  # Chosen on packed_head seed 4 and xenopus seed 4 (README: experiments/select_fusion.py): the
+  # least error on the packed set with every sample of both kept; inert on the xenopus sets.
+  config.localize.trim = True
+  config.localize.trim_level = 0.75
+  config.localize.trim_smooth_percentile = 25.0
   # Grow the box to the sample's faint parts by background subtraction along refine_axis (the
   # scan's rotation axis, along which holders, medium and rings do not change; ssl_ct/refine.py).
   # The sorting config's settings, checked on the held-out seeds 4 and 5 (README); a volume

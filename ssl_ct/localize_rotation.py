@@ -11,7 +11,9 @@ encoded once and the head scores its pairs (5 encoder passes per slice for 4 twi
 in fixed-size batches through one jit-compiled function, so memory holds one batch and the
 curves, whatever the volume size.
 
-The box: `curves.interval_from_curve` on each axis's curve (ssl_ct/curves.py).
+The box: `curves.interval_from_curve` on each axis's curve (ssl_ct/curves.py); with `trim`,
+cut back to the curves' steady core and the threshold baseline's box (ssl_ct/fusion.py) where it
+took in packing or a holder beside the sample.
 `RotationLocalizer` is the localizer of the rotation task (ssl_ct/tasks.py): the config's
 `localize` section goes to it whole.
 """
@@ -22,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_ct import curves, plots
+from ssl_ct import baseline, curves, fusion, plots
 from ssl_ct.data import fov, slices
 
 
@@ -184,19 +186,51 @@ def box_from_curves(curve_by_axis, **rule):
   return {"start": [i[0] for i in intervals], "stop": [i[1] for i in intervals]}
 
 
+def box_and_extras(by_axis, volume, volume_fov, rule, core_rule=None):
+  """(box or None, extras) from the curves: `rule`'s box, trimmed (ssl_ct/fusion.py) with the core
+  of `core_rule` and the threshold baseline's box unless `core_rule` is None or the box fills the field."""
+  box = box_from_curves(by_axis, **rule)
+  fills = box is not None and box == {"start": [0, 0, 0], "stop": list(volume.shape)}
+  extras = {"curves": by_axis, "outcome": "no sample" if box is None else "fills the field" if fills else "sample box"}
+  if core_rule is not None and box is not None and not fills:
+    core = box_from_curves(by_axis, **core_rule)
+    extras["untrimmed_box"] = box
+    box = fusion.trim_box(box, core, baseline.threshold_box(volume, volume_fov), volume.shape)
+    extras["trim"] = fusion.describe(extras["untrimmed_box"], box)
+  return box, extras
+
+
 class RotationLocalizer:
   """localize(volume, fov, value_range) -> (box or None, {"curves": {axis: p0 per slice}}), on the volume's grid.
 
   `rule`: the keyword arguments of `curves.interval_from_curve` (config.localize minus the
-  twin offsets and the batch size).
+  twin offsets, the batch size and the trimming's settings). `trim`: cut the box back with
+  `fusion.trim_box` to the outer of the core (the curves under `rule` with `trim_level` and
+  `trim_smooth_percentile`) and the threshold baseline's box; the extras then say what moved
+  ("trim") and keep the box before ("untrimmed_box").
   """
 
   method_name = "rotation loss (certainty p0)"
 
-  def __init__(self, model, params, *, zero_class, size, seed, twin_offsets, batch_size, **rule):
+  def __init__(
+    self,
+    model,
+    params,
+    *,
+    zero_class,
+    size,
+    seed,
+    twin_offsets,
+    batch_size,
+    trim=False,
+    trim_level=0.5,
+    trim_smooth_percentile=50.0,
+    **rule,
+  ):
     self.scorer = make_pair_scorer(model, zero_class)
     self.params, self.size, self.seed = params, size, seed
     self.offsets, self.batch_size, self.rule = tuple(twin_offsets), batch_size, rule
+    self.core_rule = dict(rule, level=trim_level, smooth_percentile=trim_smooth_percentile) if trim else None
 
   def localize(self, volume, volume_fov, value_range):
     by_axis = certainty_curves(
@@ -210,9 +244,7 @@ class RotationLocalizer:
       batch_size=self.batch_size,
       seed=self.seed,
     )
-    box = box_from_curves(by_axis, **self.rule)
-    fills = box is not None and box == {"start": [0, 0, 0], "stop": list(volume.shape)}
-    return box, {"curves": by_axis, "outcome": "no sample" if box is None else "fills the field" if fills else "sample box"}
+    return box_and_extras(by_axis, volume, volume_fov, self.rule, self.core_rule)
 
   def save(self, out_dir, name, diagnostics, *, volume, value_range, shown):
     """curves/<name>.npz (the raw curves) and curves/<name>.png (paper Fig. 5, all axes)."""

@@ -63,6 +63,13 @@ def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None
     [f"**The model's boxes are not used: {distrust}.** Every box is null, so a crop keeps whole volumes."] if distrust else []
   )
   refinements = {n: records[n].get("refinement") for n in names if records[n].get("refinement") is not None}
+  trims = {n: records[n]["trim"] for n in names if records[n].get("trim") is not None}
+  if trims:
+    moved = sum(bool(t) for t in trims.values())
+    notes.append(
+      f"Box trimming: {moved} of {len(trims)} boxes cut back to the certainty's steady core and the threshold box"
+      " where the certainty took in more (packing, a holder); each volume's note is in boxes.json (`trims`)."
+    )
   if refinements:
     notes.append(_refinement_note(refinements))
   return report.write_report(
@@ -81,6 +88,7 @@ def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None
     model_boxes=model_boxes if distrust else None,
     voxel_sizes={n: dataset.voxel_size(n) for n in names},
     refinements=refinements or None,
+    trims=trims or None,
   )
 
 
@@ -107,6 +115,7 @@ def _localize_volume(dataset, localizer, volume, out_dir, *, plot, distrust):
     "baseline_box": baseline.scale_box(grid_baseline, factor, shape),
     "outcome": diagnostics["outcome"],
     "refinement": diagnostics.get("refinement"),  # None: the localizer does not refine
+    "trim": diagnostics.get("trim"),  # None: the localizer does not trim
   }
   truth_box = dataset.truth.get(name, {}).get("box")
   if truth_box is not None:

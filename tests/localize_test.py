@@ -78,6 +78,31 @@ class CurveRuleTest(absltest.TestCase):
     np.testing.assert_allclose(box["start"] + box["stop"], [30, 10, 5, 70, 40, 95], atol=2)
 
 
+class TrimTest(absltest.TestCase):
+  def test_packing_beside_the_sample_is_trimmed_and_a_lone_sample_is_not(self):
+    chance = 1 / 7
+    rule = {"floor": chance}
+    core_rule = dict(rule, level=0.75, smooth_percentile=25.0)
+    data = np.zeros((100, 100, 100), np.float32)
+    data[30:70, 30:70, 30:70] = 1.0  # the sample; the packing is below the threshold's reach
+    by_axis = {axis: _curve(low=chance, high=0.95, noise=0.02, seed=axis) for axis in range(3)}
+    packing = np.where(np.arange(20) % 6 < 3, 0.95, 0.3)  # unsteady: the packing's certainty
+    by_axis[1][70:90] = packing
+    grid = volume.ArrayVolume(data)
+    untrimmed, _ = localize_rotation.box_and_extras(by_axis, grid, None, rule)
+    self.assertGreaterEqual(untrimmed["stop"][1], 85)  # the certainty box takes the packing in
+    box, extras = localize_rotation.box_and_extras(by_axis, grid, None, rule, core_rule)
+    np.testing.assert_allclose(box["start"] + box["stop"], [30, 30, 30, 70, 70, 70], atol=2)
+    self.assertEqual(extras["untrimmed_box"], untrimmed)
+    self.assertIn("y+ by", extras["trim"])
+    del by_axis[1]
+    by_axis[1] = _curve(low=chance, high=0.95, noise=0.02, seed=1)  # no packing: nothing to trim
+    plain, _ = localize_rotation.box_and_extras(by_axis, grid, None, rule)
+    box, extras = localize_rotation.box_and_extras(by_axis, grid, None, rule, core_rule)
+    self.assertEqual(box, plain)
+    self.assertEqual(extras["trim"], "")
+
+
 class SharedEncodingTest(absltest.TestCase):
   def test_each_input_encoded_once_gives_the_pair_by_pair_curves(self):
     import jax
