@@ -11,6 +11,8 @@ outer of C's and O's faces and never out: the box is B ∩ (C ∪ O), so a face 
 where both the strict curve and the threshold say the sample has ended.
 """
 
+from ssl_ct.data import truth
+
 
 def trim_box(box, core, threshold, shape):
   """B ∩ bounding(C ∪ O) for boxes {"start", "stop"} (half-open); `box` unchanged when any is None,
@@ -28,11 +30,6 @@ KEYS = ("trim", "trim_level", "trim_smooth_percentile")  # config.localize keys 
 
 
 def describe(before, after):
-  """What trim_box moved, for the report: "trimmed: y- by 12, x+ by 30 voxels", or ""."""
-  moved = [
-    f"{'zyx'[d]}{sign} by {n}"
-    for d in range(3)
-    for sign, n in (("-", after["start"][d] - before["start"][d]), ("+", before["stop"][d] - after["stop"][d]))
-    if n > 0
-  ]
+  """What trim_box moved, for the report: "trimmed to ...: y- by 12, x+ by 30 voxels", or ""."""
+  moved = truth.face_moves(before, after)
   return f"trimmed to the steady core and the threshold box: {', '.join(moved)} voxels" if moved else ""

@@ -195,7 +195,8 @@ def box_and_extras(by_axis, volume, volume_fov, rule, core_rule=None):
   if core_rule is not None and box is not None and not fills:
     core = box_from_curves(by_axis, **core_rule)
     extras["untrimmed_box"] = box
-    box = fusion.trim_box(box, core, baseline.threshold_box(volume, volume_fov), volume.shape)
+    extras["threshold_box"] = baseline.threshold_box(volume, volume_fov)  # the report's baseline too: one read
+    box = fusion.trim_box(box, core, extras["threshold_box"], volume.shape)
     extras["trim"] = fusion.describe(extras["untrimmed_box"], box)
   return box, extras
 
@@ -207,7 +208,7 @@ class RotationLocalizer:
   twin offsets, the batch size and the trimming's settings). `trim`: cut the box back with
   `fusion.trim_box` to the outer of the core (the curves under `rule` with `trim_level` and
   `trim_smooth_percentile`) and the threshold baseline's box; the extras then say what moved
-  ("trim") and keep the box before ("untrimmed_box").
+  ("trim") and keep the box before ("untrimmed_box") and the threshold box ("threshold_box").
   """
 
   method_name = "rotation loss (certainty p0)"

@@ -22,6 +22,8 @@ slices, so memory holds the band region's cross-section times at most `_STAT_SLI
 import numpy as np
 import scipy.ndimage
 
+from ssl_ct.data import truth
+
 _BLOCK = 64  # slices per read
 _SIGMA = 1.0  # voxels, Gaussian smoothing of the z-scores
 _HALO = 3  # slices read past a block's ends so the smoothing sees its neighbours
@@ -206,15 +208,11 @@ def refine_box(
 
 
 def _result(box, start, stop, note):
-  grown = [
-    f"{'zyx'[d]}{sign} by {n}"
-    for d in range(3)
-    for sign, n in (("-", box["start"][d] - start[d]), ("+", stop[d] - box["stop"][d]))
-    if n > 0
-  ]
+  result = {"start": [int(s) for s in start], "stop": [int(s) for s in stop]}
+  grown = truth.face_moves(result, box)
   if grown:
     note = "; ".join(filter(None, [f"grown to the faint sample: {', '.join(grown)} voxels", note]))
-  return {"start": [int(s) for s in start], "stop": [int(s) for s in stop]}, note
+  return result, note
 
 
 class Refined:

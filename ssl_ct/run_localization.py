@@ -107,7 +107,8 @@ def _localize_volume(dataset, localizer, volume, out_dir, *, plot, distrust):
   name, volume_fov, value_range = volume.name, dataset.fovs[volume.name], dataset.ranges[volume.name]
   factor, shape = dataset.factor(name), dataset.input_shape(name)
   grid_box, diagnostics = localizer.localize(volume, volume_fov, value_range)  # on the analysed (maybe downscaled) grid
-  grid_baseline = baseline.threshold_box(volume, volume_fov)
+  # The threshold box reads the whole volume: a localizer that needed it already has it.
+  grid_baseline = diagnostics["threshold_box"] if "threshold_box" in diagnostics else baseline.threshold_box(volume, volume_fov)
   model_box = baseline.scale_box(grid_box, factor, shape)
   record = {
     "box": None if distrust else model_box,

@@ -95,7 +95,6 @@ class TrimTest(absltest.TestCase):
     np.testing.assert_allclose(box["start"] + box["stop"], [30, 30, 30, 70, 70, 70], atol=2)
     self.assertEqual(extras["untrimmed_box"], untrimmed)
     self.assertIn("y+ by", extras["trim"])
-    del by_axis[1]
     by_axis[1] = _curve(low=chance, high=0.95, noise=0.02, seed=1)  # no packing: nothing to trim
     plain, _ = localize_rotation.box_and_extras(by_axis, grid, None, rule)
     box, extras = localize_rotation.box_and_extras(by_axis, grid, None, rule, core_rule)

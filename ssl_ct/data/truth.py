@@ -27,6 +27,16 @@ def box_of_mask(mask_DxHxW):
   return {"start": coords.min(0).tolist(), "stop": (coords.max(0) + 1).tolist()}
 
 
+def face_moves(outer, inner):
+  """["z- by 3", "x+ by 12", ...]: how far each face of box `inner` lies inside box `outer` (faces that do not, left out)."""
+  return [
+    f"{'zyx'[d]}{sign} by {n}"
+    for d in range(3)
+    for sign, n in (("-", inner["start"][d] - outer["start"][d]), ("+", outer["stop"][d] - inner["stop"][d]))
+    if n > 0
+  ]
+
+
 def _box_problem(box, shape):
   """What is wrong with `box` for a volume of `shape`, or None when it is a valid box."""
   if not isinstance(box, dict) or set(box) - {"start", "stop"} or not {"start", "stop"} <= set(box):
