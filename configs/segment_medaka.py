@@ -8,7 +8,11 @@ from a pre-training workdir (`init`) or random.
 2-core CPU demo on the embedded synthetic medaka set (its `visual_system` label maps):
   python -m ssl_ct.main --config=configs/segment_medaka.py:demo --workdir=/tmp/seg_demo [--config.init=W_PRETRAIN]
 
-Args (after the colon): decoder=deeplabv3plus|unet, variant=r18|r34|r50|r101|r152, demo, tiny.
+Fine-tuned from boxes of the structure only (one per region on each labelled slice; the box
+tightness prior, the paper's stated next step), `boxes` after the colon:
+  python -m ssl_ct.main --config=configs/segment_medaka.py:demo,boxes --workdir=/tmp/seg_boxes
+
+Args (after the colon): decoder=deeplabv3plus|unet, variant=r18|r34|r50|r101|r152, demo, tiny, boxes.
 """
 
 import ml_collections
@@ -17,7 +21,7 @@ from ssl_ct.configs import common
 
 
 def get_config(arg=None):
-  arg = common.parse_arg(arg, decoder="deeplabv3plus", variant="r18", demo=False, tiny=False)
+  arg = common.parse_arg(arg, decoder="deeplabv3plus", variant="r18", demo=False, tiny=False, boxes=False)
   config = ml_collections.ConfigDict()
   config.task = "segmentation"
   config.seed = 0  # seeds the initialisation of what is not pre-trained and the data order
@@ -37,6 +41,8 @@ def get_config(arg=None):
   config.data.test_fraction = 1 / 3  # of the annotated volumes: the test set (paper: 5 of 15)
   config.data.label_fraction = 1.0  # of the fine-tuning slices, labelled (paper: 0.01 and 1.0)
   config.data.foreground_fraction = 1 / 3  # slices showing the structure repeated to this share of the draws (nnU-Net's)
+  config.data.label_kind = "box" if arg.boxes else "mask"  # fine-tune on label maps, or only on their regions' boxes
+  config.data.max_boxes = 4  # boxes per slice with label_kind "box" (past it the smallest regions share one)
   config.data.rotate = True  # random rotation of each slice and its labels about the slice axis
   config.data.batch_size = 16  # slices per step, over all devices
   config.data.num_workers = 4  # grain worker processes; 0 = in the main process
@@ -52,8 +58,12 @@ def get_config(arg=None):
   config.model.aspp_rates = (6, 12, 18)  # atrous rates at output stride 16 (the DeepLabV3+ paper's)
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.name = "cross_entropy_dice"
-  config.loss.kw = ml_collections.ConfigDict({"dice_weight": 1.0})
+  if arg.boxes:
+    config.loss.name = "box_tightness"
+    config.loss.kw = ml_collections.ConfigDict({"alpha": 4.0, "negative_weight": 1.0})
+  else:
+    config.loss.name = "cross_entropy_dice"
+    config.loss.kw = ml_collections.ConfigDict({"dice_weight": 1.0})
 
   config.opt = ml_collections.ConfigDict()
   config.opt.name = "adamw"

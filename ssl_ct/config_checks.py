@@ -34,6 +34,8 @@ _RULES = (
   ("data.num_annotated", lambda v: _is_int(v, 0), "an integer >= 0 (0: every labelled volume)"),
   ("data.test_fraction", lambda v: _is_num(v, 0, 0.9) and v > 0, "a fraction in (0, 0.9]"),
   ("data.label_fraction", lambda v: _is_num(v, 0, 1) and v > 0, "a fraction in (0, 1]"),
+  ("data.label_kind", lambda v: v in ("mask", "box"), "'mask' or 'box'"),
+  ("data.max_boxes", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("data.foreground_fraction", lambda v: _is_num(v, 0, 1) and v < 1, "a fraction in [0, 1)"),
   ("model.aspp_rates", lambda v: len(v) >= 1 and all(_is_int(r, 1) for r in v), "whole atrous rates >= 1"),
   ("train.validation_slices", lambda v: _is_int(v, 1), "an integer >= 1"),
@@ -166,6 +168,12 @@ def validate(config):
   if config.loss.name == "moco_v3" and (config.opt.ema_momentum <= 0 or config.model.predictor_hidden <= 0):
     raise InputError(
       "config loss.name=moco_v3 needs a momentum encoder and a predictor; set opt.ema_momentum=0.99 and model.predictor_hidden"
+    )
+  boxes_present, label_kind = _lookup(config, "data.label_kind")
+  if boxes_present and (label_kind == "box") != (config.loss.name == "box_tightness"):
+    raise InputError(
+      f"config data.label_kind={label_kind!r} does not go with loss.name={config.loss.name!r}: boxes train with "
+      "box_tightness, label maps with cross_entropy_dice; use the config arg `boxes` (segment_medaka.py:demo,boxes)"
     )
   if config.task == "sorting" and config.model.dropout <= 0:
     raise InputError("config model.dropout=0 leaves MC dropout nothing to sample; set --config.model.dropout=0.1")

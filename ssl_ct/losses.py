@@ -1,6 +1,6 @@
-"""Pretext losses: pure functions of arrays returning (scalar loss, metrics dict).
+"""Losses (pretext and segmentation): pure functions of arrays returning (scalar loss, metrics dict).
 
-Shapes: B = batch, A = angle classes.
+Shapes: B = batch, A = angle classes, H x W = pixels, K = segmentation classes, M = boxes per slice, D = embedding.
 """
 
 import jax
@@ -73,6 +73,47 @@ def cross_entropy_dice(logits_BxHxWxK, labels_BxHxW, *, dice_weight=1.0, smooth=
   return ce + dice_weight * (1.0 - dice), {"pixel_acc": accuracy, "dice": dice, "ce": ce}
 
 
+def box_tightness(logits_BxHxWxK, boxes_BxMx5, *, alpha=4.0, negative_weight=1.0):
+  """A segmentation loss from boxes alone: the bounding box tightness prior (Hsu et al. 2019,
+  the paper's reference [16]), multiple-instance form, without its pairwise term.
+
+  A row of `boxes_BxMx5` is (class, y0, y1, x0, x1), ends exclusive, class 0 an empty slot. A
+  tight box of a connected region is crossed by the region along every row and every column it
+  spans, so each such line is a positive bag: its alpha-softmax of p_class (a smooth maximum,
+  sum p e^(alpha p) / sum e^(alpha p)) should be 1, -log of it the loss. A pixel outside every
+  box of a class is a negative of that class: -log(1 - p_class). The two means are added with
+  `negative_weight` on the second.
+  """
+  num_classes = logits_BxHxWxK.shape[-1]
+  height, width = logits_BxHxWxK.shape[1:3]
+  probs_BxHxWxK = jax.nn.softmax(logits_BxHxWxK)
+  class_BxM, y0, y1, x0, x1 = (boxes_BxMx5[..., i] for i in range(5))
+  valid_BxM = class_BxM > 0
+  y_1x1xH, x_1x1xW = jnp.arange(height)[None, None], jnp.arange(width)[None, None]
+  rows_BxMxH = (y_1x1xH >= y0[..., None]) & (y_1x1xH < y1[..., None]) & valid_BxM[..., None]
+  cols_BxMxW = (x_1x1xW >= x0[..., None]) & (x_1x1xW < x1[..., None]) & valid_BxM[..., None]
+  inside_BxMxHxW = rows_BxMxH[..., :, None] & cols_BxMxW[..., None, :]
+  onehot_BxMxK = jax.nn.one_hot(class_BxM, num_classes)
+  p_BxMxHxW = jnp.einsum("bhwk,bmk->bmhw", probs_BxHxWxK, onehot_BxMxK)
+
+  weight_BxMxHxW = jnp.where(inside_BxMxHxW, jnp.exp(alpha * p_BxMxHxW), 0.0)
+  weighted_BxMxHxW = weight_BxMxHxW * p_BxMxHxW
+
+  def bag_loss(axis, lines):  # -log of the smooth maximum along each line (rows: over x)
+    smooth_max = jnp.sum(weighted_BxMxHxW, axis) / jnp.maximum(jnp.sum(weight_BxMxHxW, axis), 1e-12)
+    return jnp.sum(jnp.where(lines, -jnp.log(jnp.maximum(smooth_max, 1e-6)), 0.0)), jnp.sum(lines)
+
+  row_loss, num_rows = bag_loss(-1, rows_BxMxH)
+  col_loss, num_cols = bag_loss(-2, cols_BxMxW)
+  positive = (row_loss + col_loss) / jnp.maximum(num_rows + num_cols, 1)
+
+  covered_BxHxWxK = jnp.einsum("bmhw,bmk->bhwk", inside_BxMxHxW.astype(jnp.float32), onehot_BxMxK) > 0
+  outside_BxHxWxK = ~covered_BxHxWxK & (jnp.arange(num_classes) > 0)[None, None, None]  # the background has no boxes
+  negative_terms = -jnp.log(jnp.maximum(1.0 - probs_BxHxWxK, 1e-6))
+  negative = jnp.sum(jnp.where(outside_BxHxWxK, negative_terms, 0.0)) / jnp.maximum(jnp.sum(outside_BxHxWxK), 1)
+  return positive + negative_weight * negative, {"box_positive": positive, "box_negative": negative}
+
+
 def _normalize(x_BxD):
   # rsqrt of the clamped squared norm: a finite gradient at a zero row (jnp.linalg.norm's is NaN there).
   return x_BxD * jax.lax.rsqrt(jnp.maximum(jnp.sum(x_BxD * x_BxD, axis=-1, keepdims=True), 1e-12))
@@ -124,6 +165,10 @@ def _segmentation_from_outputs(logits, batch, **kw):
   return cross_entropy_dice(logits, batch["labels"], **kw)
 
 
+def _boxes_from_outputs(logits, batch, **kw):
+  return box_tightness(logits, batch["boxes"], **kw)
+
+
 def _simclr_from_outputs(outputs, batch, **kw):
   del batch
   return nt_xent(outputs["z"], **kw)
@@ -140,6 +185,7 @@ LOSSES = {
   "rotation_nll": _rotation_from_outputs,
   "pairwise_ranking": _ranking_from_outputs,
   "cross_entropy_dice": _segmentation_from_outputs,
+  "box_tightness": _boxes_from_outputs,
   "nt_xent": _simclr_from_outputs,
   "moco_v3": _moco_from_outputs,
 }

@@ -99,6 +99,7 @@ def evaluate_workdir(config, workdir, *, dataset=None, params=None):
       "per_volume": per_volume,
       "pretext_init": config.init or "none",
       "label_fraction": data.label_fraction,
+      "label_kind": data.label_kind,  # what fine-tuning saw; the test volumes are scored on their label maps
     }
     outputs.write_json(os.path.join(out_dir, "metrics.json"), result)
     outputs.write_text(os.path.join(out_dir, "report.md"), _report(config, result))
@@ -120,7 +121,8 @@ def _overlay(volume, pred, true, value_range, axis, path):
 def _report(config, result):
   lines = [f"# Segmentation report: {config.model.decoder} over {config.model.name}", ""]
   lines += [
-    f"Encoder initialised from: {result['pretext_init']}; labels: {100 * result['label_fraction']:g}% of the fine-tuning slices.",
+    f"Encoder initialised from: {result['pretext_init']}; labels: {100 * result['label_fraction']:g}% of the fine-tuning slices"
+    + (", boxes of the structure only (scored on the test volumes' label maps)." if result["label_kind"] == "box" else "."),
     "",
   ]
   lines += ["| volume | " + " | ".join(result["summary"]) + " |", "|---|" + "---|" * len(result["summary"])]

@@ -154,17 +154,23 @@ class SegmentationTask:
     _, _, test = self.split(dataset)
     data = self.config.data
     records = labeled.labelled_records(dataset, test, axis=data.segment_axis, label_fraction=1.0, seed=data.split_seed)
-    read = labeled.ReadLabelledSlice(dataset, axis=data.segment_axis, size=data.slice_size, rotate=False)
+    read = labeled.reader(dataset, data, rotate=False)
     picked = [records[i] for i in np.linspace(0, len(records) - 1, self.config.train.validation_slices).round().astype(int)]
     items = [read.random_map({"volume": v, "index": i}, None) for v, i in picked]
     size = data.batch_size
     return [{k: np.stack([x[k] for x in items[i : i + size]]) for k in items[0]} for i in range(0, len(items) - size + 1, size)]
 
   def example_batch(self, batch_size):
-    n = self.config.data.slice_size
+    data = self.config.data
+    n = data.slice_size
+    labels = (
+      {"boxes": jax.ShapeDtypeStruct((batch_size, data.max_boxes, 5), np.int32)}
+      if data.label_kind == "box"
+      else {"labels": jax.ShapeDtypeStruct((batch_size, n, n), np.int32)}
+    )
     return {
       "image": jax.ShapeDtypeStruct((batch_size, n, n, 1), np.float32),
-      "labels": jax.ShapeDtypeStruct((batch_size, n, n), np.int32),
+      **labels,
       "volume": jax.ShapeDtypeStruct((batch_size,), np.int32),
     }
 

@@ -1,4 +1,4 @@
-"""Segmentation leg (paper 3.2): the contrastive losses and CE + Dice by hand, the EMA update,
+"""Segmentation leg (paper 3.2): the contrastive losses, CE + Dice and the box loss by hand, the EMA update,
 the decoders over every encoder, IoU, the encoder restore, and a tiny Table-1 study end to end."""
 
 import functools
@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from absl.testing import absltest, parameterized
 
-from ssl_ct import losses, segment, train
+from ssl_ct import config_checks, losses, segment, train
 from ssl_ct.configs import segment_medaka
 from ssl_ct.data import augment, labeled
 from ssl_ct.errors import InputError
@@ -93,6 +93,69 @@ class LossesTest(absltest.TestCase):
     np.testing.assert_allclose(float(metrics["dice"]), dice, rtol=1e-5)
     np.testing.assert_allclose(float(loss), ce + 0.5 * (1 - dice), rtol=1e-5)
     self.assertEqual(float(metrics["pixel_acc"]), 1.0)
+
+
+class BoxLabelsTest(absltest.TestCase):
+  """Fine-tuning from boxes only: the boxes of a label map, the tightness-prior loss by hand."""
+
+  def test_box_tightness_by_hand(self):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(1, 3, 4, 2)).astype(np.float32)
+    boxes = np.array([[[1, 0, 2, 1, 3], [0, 0, 0, 0, 0]]], np.int32)  # class 1 on rows 0-1, columns 1-2; an empty slot
+    p = np.exp(logits[0]) / np.exp(logits[0]).sum(-1, keepdims=True)
+    fg = p[..., 1]
+
+    def smooth_max(values):
+      w = np.exp(4.0 * values)
+      return np.sum(values * w) / np.sum(w)
+
+    bags = [fg[y, 1:3] for y in (0, 1)] + [fg[0:2, x] for x in (1, 2)]
+    positive = np.mean([-np.log(smooth_max(b)) for b in bags])
+    outside = np.ones((3, 4), bool)
+    outside[0:2, 1:3] = False
+    negative = np.mean(-np.log(1 - fg[outside]))
+    loss, metrics = losses.box_tightness(jnp.asarray(logits), jnp.asarray(boxes), alpha=4.0, negative_weight=0.5)
+    np.testing.assert_allclose(float(metrics["box_positive"]), positive, rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["box_negative"]), negative, rtol=1e-5)
+    np.testing.assert_allclose(float(loss), positive + 0.5 * negative, rtol=1e-5)
+
+  def test_the_region_itself_satisfies_the_prior_and_a_missed_row_does_not(self):
+    labels = np.zeros((1, 8, 8), np.int32)
+    labels[0, 2:6, 3] = 1  # a bar and its arm: every row and column of its box crosses it
+    labels[0, 4, 3:6] = 1
+    boxes = labeled.label_boxes(labels[0], 2)[None]
+
+    def loss_of(mask, alpha=4.0):
+      logits = jnp.asarray(np.stack([np.zeros_like(mask), np.where(mask, 20.0, -20.0)], -1), jnp.float32)
+      return float(losses.box_tightness(logits, jnp.asarray(boxes), alpha=alpha)[0])
+
+    region = labels > 0
+    self.assertLess(loss_of(region, alpha=30.0), 1e-3)  # the smooth maximum tends to the maximum
+    missed = region.copy()
+    missed[0, 2] = False  # the bar's top row predicted background
+    self.assertGreater(loss_of(missed), loss_of(region) + 1.0)
+    spilled = region.copy()
+    spilled[0, 0, 0] = True  # foreground outside every box
+    self.assertGreater(loss_of(spilled), loss_of(region) + 0.1)
+
+  def test_label_boxes_are_tight_one_per_region_largest_first(self):
+    labels = np.zeros((10, 10), np.int32)
+    labels[1:4, 1:3] = 1  # 6 px
+    labels[4, 3] = 1  # touches it diagonally: the same region (8-connected)
+    labels[7:9, 6:9] = 1  # 6 px, its own region
+    labels[0, 9] = 2  # another class
+    boxes = labeled.label_boxes(labels, 4)
+    np.testing.assert_array_equal(boxes, [[1, 1, 5, 1, 4], [1, 7, 9, 6, 9], [2, 0, 1, 9, 10], [0, 0, 0, 0, 0]])
+    merged = labeled.label_boxes(labels, 2)  # the two smaller regions share the last box
+    np.testing.assert_array_equal(merged, [[1, 1, 5, 1, 4], [1, 0, 9, 6, 10]])
+    np.testing.assert_array_equal(labeled.label_boxes(np.zeros((4, 4), np.int32), 3), np.zeros((3, 5)))
+
+  def test_box_labels_need_the_box_loss(self):
+    config = segment_medaka.get_config("tiny,boxes")
+    config_checks.validate(config)
+    config.loss.name = "cross_entropy_dice"
+    with self.assertRaisesRegex(InputError, "label_kind='box' does not go with loss.name='cross_entropy_dice'"):
+      config_checks.validate(config)
 
 
 class EmaTest(absltest.TestCase):
@@ -211,7 +274,7 @@ class StudyTest(absltest.TestCase):
       f"--workdir={cls.workdir}",
       "--tiny",
       "--seeds=1",
-      "--methods=none,sorting",
+      "--methods=none,sorting,box",
       "--pretrain-steps=2",
       "--finetune-steps=2",
     ]
@@ -221,7 +284,7 @@ class StudyTest(absltest.TestCase):
     self.assertEqual(self.study.returncode, 0, self.study.stderr[-3000:])
     with open(os.path.join(self.workdir, "table1.json")) as f:
       table = json.load(f)
-    self.assertEqual(set(table["iou"]), {"none", "sorting"})
+    self.assertEqual(set(table["iou"]), {"none", "sorting", "box"})
     for by_fraction in table["iou"].values():
       self.assertEqual(set(by_fraction), {"0.01", "1.0"})
       for ious in by_fraction.values():
@@ -229,11 +292,14 @@ class StudyTest(absltest.TestCase):
         self.assertBetween(ious[0], 0.0, 1.0)
     text = open(os.path.join(self.workdir, "table1.md")).read()
     self.assertIn("| sorting |", text)
+    self.assertIn("| box labels only (random init) |", text)
     self.assertIn("Intensity-threshold floor", text)
     self.assertTrue(os.path.exists(os.path.join(self.workdir, "table1.png")))
     finetuned = os.path.join(self.workdir, "finetune", "sorting_1_0", "segmentation", "latest")
     self.assertTrue(os.path.exists(os.path.join(finetuned, "report.md")))
     self.assertNotEmpty([n for n in os.listdir(finetuned) if n.endswith("_labels.zarr")])
+    with open(os.path.join(self.workdir, "finetune", "box_1_0", "segmentation", "latest", "metrics.json")) as f:
+      self.assertEqual(json.load(f)["label_kind"], "box")
 
   def test_the_sorting_encoder_goes_into_the_segmentation_model_by_name(self):
     self.assertEqual(self.study.returncode, 0, self.study.stderr[-3000:])

@@ -54,6 +54,29 @@ def resample_labels(square_SxS, size, angle_deg):
   return scipy.ndimage.affine_transform(square_SxS, matrix, offset, output_shape=(size, size), order=0, mode="constant")
 
 
+def label_boxes(labels_NxN, max_boxes):
+  """The boxes an annotator would draw on a slice: int32 max_boxes x 5 rows (class, y0, y1, x0, x1),
+  ends exclusive, one tight box per 8-connected region of each foreground class, largest first;
+  zero rows fill the rest. Past `max_boxes` regions, the last row bounds all the remaining ones
+  (with the class of the largest of them): nothing of the structure falls outside every box.
+  """
+  regions = []  # (area, class, y0, y1, x0, x1)
+  for label in np.unique(labels_NxN[labels_NxN > 0]):
+    components, _ = scipy.ndimage.label(labels_NxN == label, structure=np.ones((3, 3)))
+    for index, (ys, xs) in enumerate(scipy.ndimage.find_objects(components), start=1):
+      area = int(np.sum(components[ys, xs] == index))
+      regions.append((area, int(label), ys.start, ys.stop, xs.start, xs.stop))
+  regions.sort(key=lambda r: (-r[0], r[1:]))
+  if len(regions) > max_boxes:
+    rest = regions[max_boxes - 1 :]
+    merged = (0, rest[0][1], min(r[2] for r in rest), max(r[3] for r in rest), min(r[4] for r in rest), max(r[5] for r in rest))
+    regions = regions[: max_boxes - 1] + [merged]
+  boxes = np.zeros((max_boxes, 5), np.int32)
+  for row, region in zip(boxes, regions):
+    row[:] = region[1:]
+  return boxes
+
+
 def model_labels(labels_HxW, size, angle_deg, window):
   """int32 N x N labels from a raw label slice, cut to `window` and resampled like the image."""
   cut = labels_HxW[window[0] : window[1], window[2] : window[3]]
@@ -119,10 +142,15 @@ def oversample_foreground(dataset, records, *, axis, fraction):
 
 
 class ReadLabelledSlice(grain.transforms.RandomMap):
-  """Record -> {"image": N x N x 1, "labels": N x N}, one random rotation for both when `rotate`."""
+  """Record -> {"image": N x N x 1, "labels": N x N}, one random rotation for both when `rotate`.
 
-  def __init__(self, dataset, *, axis, size, rotate):
+  With `label_kind="box"` the label map stays here: the record carries only "boxes" (M x 5,
+  `label_boxes` of the rotated labels, i.e. boxes drawn on the slice as the model sees it).
+  """
+
+  def __init__(self, dataset, *, axis, size, rotate, label_kind="mask", max_boxes=4):
     self.dataset, self.axis, self.size, self.rotate = dataset, axis, size, rotate
+    self.label_kind, self.max_boxes = label_kind, max_boxes
     self._labels = {}
 
   def labels(self, volume_id):
@@ -137,12 +165,26 @@ class ReadLabelledSlice(grain.transforms.RandomMap):
     angle = rng.uniform(0.0, 360.0) if self.rotate else 0.0
     image = slices.model_input(volume.slice(self.axis, index), self.dataset.ranges[volume.name], self.size, angle, window)
     labels = model_labels(self.labels(volume_id).slice(self.axis, index), self.size, angle, window)
+    if self.label_kind == "box":
+      return {"image": image, "boxes": label_boxes(labels, self.max_boxes), "volume": np.int32(volume_id)}
     return {"image": image, "labels": labels, "volume": np.int32(volume_id)}
+
+
+def reader(dataset, data_config, *, rotate):
+  """The ReadLabelledSlice of a segmentation config's data section."""
+  return ReadLabelledSlice(
+    dataset,
+    axis=data_config.segment_axis,
+    size=data_config.slice_size,
+    rotate=rotate,
+    label_kind=data_config.label_kind,
+    max_boxes=data_config.max_boxes,
+  )
 
 
 def make_loader(dataset, data_config, records, *, seed, batch_size, shard_options=None):
   """Infinite loader of batches of labelled slices (this process's share)."""
-  read = ReadLabelledSlice(dataset, axis=data_config.segment_axis, size=data_config.slice_size, rotate=data_config.rotate)
+  read = reader(dataset, data_config, rotate=data_config.rotate)
   operations = [read, grain.transforms.Batch(batch_size, drop_remainder=True)]
   return pipeline.shuffled_loader(LabelledSlices(records), operations, data_config, seed=seed, shard_options=shard_options)
 
