@@ -67,6 +67,10 @@ def get_config(arg=None):
   config.train.checkpoint_every = 1000  # steps
   config.train.eval_every = 1000  # steps between evaluations of the pretext task on fixed pairs
   config.train.validation_pairs = 672  # fixed pairs (from every volume and axis) for val_rot_acc[_z|_y|_x]
+  # The validation pairs come from the training volumes (localization holds none out), so their best
+  # step is not a held-out choice: the latest checkpoint localizes, and no run stops early by default.
+  config.train.keep_best = False  # True: localize with the step of the best val_rot_acc (<workdir>/best)
+  config.train.patience = 0  # > 0: stop after this many evaluations without a better val_rot_acc
 
   config.localize = ml_collections.ConfigDict()
   config.localize.twin_offsets = (1, 2)  # unrotated twins at +- these many slices (paper: the adjacent slice)

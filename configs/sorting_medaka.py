@@ -71,6 +71,8 @@ def get_config(arg=None):
   config.train.checkpoint_every = 1000  # steps
   config.train.eval_every = 500  # steps between validation mean-displacement evaluations
   config.train.validation_groups = 32  # fixed groups of k slices drawn from the held-out volumes
+  config.train.keep_best = True  # localize with the step of the least held-out displacement (<workdir>/best)
+  config.train.patience = 0  # > 0: stop after this many evaluations without a lower held-out displacement
 
   config.localize = ml_collections.ConfigDict()
   # "exact": the dropout variance in closed form from one pass (README); "sampled": T passes.

@@ -52,6 +52,8 @@ def _pretext_config(method, paths, steps, cache_dir, strength, size):
   config.data.cache_dir = cache_dir
   config.train.steps = steps
   config.train.checkpoint_every = steps
+  if "keep_best" in config.train:
+    config.train.keep_best = False  # equal budgets: every encoder is its method's last step
   if strength is not None:
     config.data.augment_strength = strength
   if method == "sorting":

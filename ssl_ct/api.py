@@ -1,7 +1,7 @@
 """A trained localizer as a Python object: load it from a workdir or an exported folder, localize volumes.
 
   import ssl_ct
-  loc = ssl_ct.load_localizer("W")                 # a workdir (its latest checkpoint) or `--mode=export`'s folder
+  loc = ssl_ct.load_localizer("W")                 # a workdir (its selected checkpoint) or `--mode=export`'s folder
   result = loc.localize("scan.h5:/exchange/data")  # a path, tensorstore spec, numpy array or Volume
   result.box, result.outcome                       # input voxels, half-open; "sample box" | "fills the field" | "no sample"
   ssl_ct.write_crop("scan.h5:/exchange/data", result.box, "scan_cropped.zarr", margin=loc.crop_margin)
@@ -123,7 +123,7 @@ def _read_json(path):
 
 
 def load_localizer(path, config=None):
-  """The localizer of a workdir (its config.json, or `config`, and latest checkpoint) or of an exported folder."""
+  """The localizer of a workdir (its config.json, or `config`, and selected checkpoint) or of an exported folder."""
   config, params, pretext = load_trained(path, config)
   return Localizer(config, params, pretext=pretext, source=os.fspath(path))
 
@@ -150,7 +150,7 @@ def load_trained(path, config=None):
       raise InputError(f"{path}: a {config.task!r} run has no localizer; load a rotation or sorting workdir")
     task = tasks.get_task(config)
     params = run_localization.trained_params(config, path, task.make_model(), task.example_batch(1))
-    return config, params, run_localization.last_validation(path)
+    return config, params, run_localization.checkpoint_validation(config, path)
   raise InputError(
     f"{path} is neither an ssl_ct workdir (config.json and checkpoints) nor an exported localizer ({EXPORT_FILE}); pass one"
   )

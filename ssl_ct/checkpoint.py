@@ -1,7 +1,9 @@
 """orbax checkpoints of the train state together with the grain iterator state.
 
 One composite checkpoint per saved step in <workdir>/checkpoints: `state` (the TrainState
-pytree) and `data` (where the data iterator stands), saved asynchronously. orbax writes
+pytree) and `data` (where the data iterator stands), saved asynchronously. With
+`train.keep_best`, <workdir>/best holds the parameters of the step with the best validation
+pretext metric so far (one step, `state` = {"params"} only). orbax writes
 each step to a temporary folder and renames it when complete, so a run killed mid-save
 leaves only complete steps behind and resumes from the latest of them.
 """
@@ -30,6 +32,36 @@ def make_manager(workdir, max_to_keep=3):
   return ocp.CheckpointManager(
     os.path.abspath(os.path.join(workdir, "checkpoints")), options=options, item_names=("state", "data")
   )
+
+
+BEST = "best"  # <workdir>/best: the best validation step's parameters
+
+
+def make_best_manager(workdir):
+  options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=True, cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, BEST)), options=options, item_names=("state",))
+
+
+def drop_best_after(manager, step):
+  """Removes best steps later than `step`: a run resumed from `step` re-decides them (a killed run's
+  later best could otherwise outlive a better one found on resume, max_to_keep being 1)."""
+  for later in [s for s in manager.all_steps() if s > step]:
+    manager.delete(later)
+
+
+def save_best(manager, step, params):
+  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params})), force=True)
+
+
+def best_step(workdir):
+  """The step whose parameters <workdir>/best holds, or None."""
+  if not os.path.isdir(os.path.join(workdir, BEST)):
+    return None
+  manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, BEST)), item_names=("state",))
+  try:
+    return manager.latest_step()
+  finally:
+    manager.close()
 
 
 def save(manager, step, state, iterator):
@@ -78,12 +110,14 @@ def _restore(manager, step, args):
   ) from error
 
 
-def restore_params(workdir, abstract_params):
-  """(model parameters as host arrays, step) of the latest checkpoint in `workdir`, or (None, None).
+def restore_params(workdir, abstract_params, *, folder="checkpoints"):
+  """(model parameters as host arrays, step) of the latest checkpoint in <workdir>/<folder>, or (None, None).
 
   Only the parameters are read: no optimizer state, no data iterator (orbax partial restore).
+  `folder=BEST` reads the best validation step's parameters.
   """
-  manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")), item_names=("state", "data"))
+  items = ("state",) if folder == BEST else ("state", "data")
+  manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, folder)), item_names=items)
   step = manager.latest_step()
   if step is None:
     return None, None

@@ -97,9 +97,9 @@ def _table(per_volume_by_method):
 def _pretext_text(pretext):
   if not pretext:
     return "Pretext task: no validation metrics were logged for this checkpoint."
-  return "Pretext task at the checkpoint (fixed validation draws): " + ", ".join(
-    f"{k} {v:.3g}" for k, v in sorted(pretext.items())
-  )
+  metrics = {k: v for k, v in pretext.items() if k != "step"}
+  at = f"the checkpoint of step {pretext['step']}" if "step" in pretext else "the checkpoint"
+  return f"Pretext task at {at} (fixed validation draws): " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(metrics.items()))
 
 
 def write_report(

@@ -132,21 +132,29 @@ def _localize_volume(dataset, localizer, volume, out_dir, *, plot, distrust):
   return record
 
 
+def _selected_step(config, workdir):
+  """The best validation step when the run kept one (train.keep_best), else None: the latest checkpoint."""
+  return checkpoint.best_step(workdir) if config.get("train", {}).get("keep_best", False) else None
+
+
 def trained_params(config, workdir, model, example_batch):
-  """The model parameters of the workdir's latest checkpoint (host arrays); InputError when there is none."""
+  """The model parameters the workdir's run selected (host arrays): the best validation step's with
+  `train.keep_best`, else the latest checkpoint's; InputError when there is none."""
   zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), example_batch)
   abstract = jax.eval_shape(lambda key: model.init({"params": key}, zeros, deterministic=True)["params"], jax.random.key(0))
-  params, step = checkpoint.restore_params(workdir, abstract)
+  best = _selected_step(config, workdir)
+  params, step = checkpoint.restore_params(workdir, abstract, folder=checkpoint.BEST if best is not None else "checkpoints")
   if params is None:
     raise InputError(f"no checkpoint in {workdir}/checkpoints; train first (--mode=train or --mode=all)")
-  logging.info("localizing with the checkpoint of step %d", step)
+  logging.info("using the %s of step %d", "best validation checkpoint" if best is not None else "checkpoint", step)
   return params
 
 
 def localize_workdir(config, workdir, *, dataset=None, params=None):
   """Localizes every volume of `config.data` into a new results folder of the workdir (results.py).
 
-  `params`: the model's parameters (host arrays), by default those of the latest checkpoint;
+  `params`: the model's parameters (host arrays), by default those of the selected checkpoint
+  (trained_params);
   `config.localize.model` (a workdir or an exported localizer folder) names another model.
   Returns the summary against ground truth (None without it).
   """
@@ -162,7 +170,7 @@ def localize_workdir(config, workdir, *, dataset=None, params=None):
   else:
     if params is None:
       params = trained_params(config, workdir, model, task.example_batch(1))
-    pretext = last_validation(workdir)
+    pretext = checkpoint_validation(config, workdir)
   localizer = task.make_localizer(model, params)
   margin = config.crop.margin if "crop" in config else None
   distrust = task.distrust(pretext)
@@ -195,12 +203,14 @@ def _broadcast_text(text, size=4096):
   return bytes(np.asarray(multihost_utils.broadcast_one_to_all(data))).rstrip(b"\0").decode()
 
 
-def last_validation(workdir):
-  """The latest validation metrics (val_*) the workdir's training logged, or {}."""
+def checkpoint_validation(config, workdir):
+  """The validation metrics (val_*, and its "step") of the checkpoint trained_params reads: the best
+  step's with `train.keep_best`, else the latest logged; {} when none were logged."""
+  best = _selected_step(config, workdir)
   for record in reversed(metric_writer.read_metrics(workdir)):
     found = {k: v for k, v in record.items() if k.startswith("val_")}
-    if found:
-      return found
+    if found and (best is None or record["step"] == best):
+      return {**found, "step": record["step"]}
   return {}
 
 

@@ -1,7 +1,7 @@
 """Segmentation with a pre-trained encoder (paper 3.2): the encoder from a pretext workdir, the evaluation.
 
 - `pretrained_encoder(init, encoder_config)`: the encoder parameters of a pre-training workdir's
-  latest checkpoint (sorting, rotation, SimCLR, MoCo v3: every pretext model keeps its ResNet
+  selected checkpoint (sorting, rotation, SimCLR, MoCo v3: every pretext model keeps its ResNet
   under params["encoder"]), checked against the segmentation model's encoder config.
 - `evaluate_workdir(config, workdir)`: every test volume (annotated, never fine-tuned on) is
   predicted slice by slice along `data.segment_axis`, stitched into a label volume written as
@@ -24,7 +24,8 @@ FOLDER = "segmentation"  # results folders: <workdir>/segmentation/<run>/
 
 
 def pretrained_encoder(init, encoder_config):
-  """params["encoder"] of the latest checkpoint in the pre-training workdir `init` (host arrays)."""
+  """params["encoder"] of the pre-training workdir `init` (host arrays): its latest checkpoint's, or
+  its best validation step's when that run kept one (`train.keep_best`, the sorting configs)."""
   pre_config = results.read_config(init, what=f"init={init}", fix="give the workdir of a pre-training run")
   for key in _ENCODER_KEYS:
     if pre_config.model[key] != encoder_config[key]:

@@ -16,6 +16,7 @@ class RotationTask:
 
   config: object
   units = "pairs"
+  selection = ("val_rot_acc", "max")  # the validation metric train.keep_best and train.patience follow
 
   def make_model(self):
     return heads.make_model(self.config.model, num_classes=len(self.config.data.angles_deg))
@@ -69,6 +70,7 @@ class SortingTask:
 
   config: object
   units = "slices"
+  selection = ("val_mean_displacement", "min")  # on held-out volumes: what train.keep_best and train.patience follow
 
   def make_model(self):
     return heads.make_model(self.config.model)

@@ -140,12 +140,35 @@ def make_validator(model, loss_fn, batches):
   return validate
 
 
-def train_loop(config, workdir, *, model, loader, example_batch, loss_fn, units="pairs", validate=None, init_params=None):
+def better(value, best, mode):
+  """Whether a validation `value` improves on `best` (None: nothing yet); mode "min" or "max"."""
+  return best is None or (value < best if mode == "min" else value > best)
+
+
+def validation_history(records, key, mode, upto):
+  """(best value, its step, evaluations logged after it) of `key` in the metrics records up to step `upto`."""
+  best, best_at, since = None, None, 0
+  for record in records:
+    if key not in record or record["step"] > upto:
+      continue
+    if better(record[key], best, mode):
+      best, best_at, since = record[key], record["step"], 0
+    else:
+      since += 1
+  return best, best_at, since
+
+
+def train_loop(
+  config, workdir, *, model, loader, example_batch, loss_fn, units="pairs", validate=None, init_params=None, select=None
+):
   """Trains config.train.steps steps with checkpoints/resume; returns the final TrainState.
 
   `validate(params) -> metrics` runs every `config.train.eval_every` steps and at the end.
   `init_params(params) -> params` replaces the random initial parameters of a fresh run (a
-  pre-trained encoder); a resumed run keeps its checkpoint's.
+  pre-trained encoder); a resumed run keeps its checkpoint's. `select` = (validation metric,
+  "min" | "max"): with `train.keep_best` the best step's parameters go to <workdir>/best, and
+  `train.patience` > 0 stops the run after that many evaluations without a new best (a
+  plateau); both read the metrics already logged when a run resumes.
   """
   mesh = make_mesh()
   tx, schedule = make_optimizer(config.opt, config.train.steps)
@@ -161,10 +184,22 @@ def train_loop(config, workdir, *, model, loader, example_batch, loss_fn, units=
     state = state.replace(params=jax.device_put(init_params(host_params(state.params)), replicated))
   step_fn = jit_train_step(mesh, loss_fn, schedule)
   writer = metric_writer.MetricWriter(workdir)
+  keep_best = bool(select and validate and config.train.get("keep_best", False))
+  patience = config.train.get("patience", 0) if select and validate else 0
+  best_manager = checkpoint.make_best_manager(workdir) if keep_best else None
+  if best_manager is not None:
+    checkpoint.drop_best_after(best_manager, start)
+  best, best_at, since = (None, None, 0)
+  if select and start:
+    best, best_at, since = validation_history(metric_writer.read_metrics(workdir), *select, upto=start)
+  if patience and since >= patience:  # a resumed run that had already stopped
+    start = config.train.steps
   batch_size = config.data.batch_size
   bar = tqdm.tqdm(total=config.train.steps, initial=start, desc="train", disable=jax.process_index() != 0, unit="step")
   tick, tick_step = time.perf_counter(), start
+  last = start
   for step in range(start + 1, config.train.steps + 1):
+    last = step
     batch = global_batch(next(iterator), mesh)
     state, metrics = step_fn(state, batch, step_rng)
     record = {}  # one metrics.jsonl line per logged step: training and validation together
@@ -179,16 +214,32 @@ def train_loop(config, workdir, *, model, loader, example_batch, loss_fn, units=
       val_metrics = validate(state.params)
       record |= val_metrics
       bar.write(f"step {step}: " + "  ".join(f"{k}={v:.4g}" for k, v in val_metrics.items()))
+      if select:
+        if better(val_metrics[select[0]], best, select[1]):
+          best, best_at, since = val_metrics[select[0]], step, 0
+          if keep_best:
+            checkpoint.save_best(best_manager, step, state.params)
+        else:
+          since += 1
     if record:
       writer.write(step, record)
     bar.update(1)
-    if step % config.train.checkpoint_every == 0 or step == config.train.steps:
+    stop = bool(patience) and since >= patience
+    if step % config.train.checkpoint_every == 0 or step == config.train.steps or stop:
       checkpoint.save(manager, step, state, iterator)
+    if stop:
+      bar.write(f"stopped at step {step}: {select[0]} has not improved on {best:.4g} (step {best_at}) for {patience} evaluations")
+      break
   bar.close()
   writer.close()
   manager.wait_until_finished()
   manager.close()
-  logging.info("training done at step %d", config.train.steps)
+  if best_manager is not None:
+    best_manager.wait_until_finished()
+    best_manager.close()
+  if best_at is not None:
+    logging.info("best %s %.4g at step %d%s", select[0], best, best_at, " (its parameters in best/)" if keep_best else "")
+  logging.info("training done at step %d", last)
   return state
 
 
@@ -228,4 +279,5 @@ def train_and_evaluate(config, workdir, *, loss_fn=None, dataset=None):
     units=task.units,
     validate=validate,
     init_params=task.init_params(),
+    select=getattr(task, "selection", None),
   )

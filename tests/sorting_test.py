@@ -13,7 +13,7 @@ import numpy as np
 import tensorstore as ts
 from absl.testing import absltest
 
-from ssl_ct import crop, localize_sorting, losses, report, results
+from ssl_ct import checkpoint, crop, localize_sorting, losses, report, results
 from ssl_ct.configs import sorting_medaka
 from ssl_ct.data import pipeline, prepare, zarr_writer
 from ssl_ct.data.volume import ArrayVolume
@@ -306,7 +306,12 @@ class EndToEndTest(absltest.TestCase):
     self.assertLen(boxes, 4)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
       records = [json.loads(line) for line in f]
-    self.assertTrue(any("val_mean_displacement" in r for r in records))
+    validated = [r for r in records if "val_mean_displacement" in r]
+    self.assertTrue(validated)
+    best = min(validated, key=lambda r: r["val_mean_displacement"])["step"]  # the first of any ties
+    self.assertEqual(checkpoint.best_step(workdir), best)  # keep_best: the held-out best step localizes
+    with open(os.path.join(results.latest(workdir), "report.md")) as f:
+      self.assertIn(f"at the checkpoint of step {best} ", f.read())
     for name in boxes:
       self.assertTrue(os.path.exists(os.path.join(results.latest(workdir), "variance", f"{name}.png")))
       self.assertTrue(os.path.isdir(os.path.join(workdir, "cropped", f"{name}.zarr")))

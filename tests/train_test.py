@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 
-from ssl_ct import losses, report, results, run_localization, tasks, train
+from ssl_ct import checkpoint, losses, report, results, run_localization, tasks, train
 from ssl_ct.configs import rotation_xenopus
-from ssl_ct.data import synthetic
+from ssl_ct.data import prepare, synthetic
 from tests import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,6 +106,66 @@ class TrainTest(absltest.TestCase):
     b = _worker(resumed, self.cache, 3)
     self.assertEqual((a["step"], b["step"]), (3, 3))
     np.testing.assert_allclose(a["sample"], b["sample"], rtol=1e-6, atol=1e-7)
+
+  def test_validation_history_by_hand(self):
+    records = [{"step": 1, "loss": 3.0}, {"step": 2, "val_m": 0.5}, {"step": 4, "val_m": 0.3}, {"step": 6, "val_m": 0.4}]
+    records += [{"step": 8, "val_m": 0.3}, {"step": 10, "val_m": 0.1}]
+    self.assertEqual(train.validation_history(records, "val_m", "min", upto=8), (0.3, 4, 2))  # a tie is no new best
+    self.assertEqual(train.validation_history(records, "val_m", "min", upto=10), (0.1, 10, 0))
+    self.assertEqual(train.validation_history(records, "val_m", "max", upto=10), (0.5, 2, 4))
+    self.assertEqual(train.validation_history(records, "val_m", "min", upto=1), (None, None, 0))
+
+  def test_keep_best_and_patience_follow_the_validation_metric(self):
+    workdir = tempfile.mkdtemp()
+    config = _tiny_config(self.cache, steps=8)
+    config.train.eval_every, config.train.checkpoint_every = 1, 100
+    config.train.keep_best, config.train.patience = True, 2
+    task = tasks.get_task(config)
+    model, dataset = task.make_model(), prepare.load_dataset(config.data, workdir, progress=False)
+    scripted, seen = iter([0.2, 0.5, 0.4, 0.45, 0.9, 0.9]), []
+
+    def validate(params):
+      seen.append(train.host_params(params))
+      return {"val_rot_acc": next(scripted)}
+
+    run = functools.partial(
+      train.train_loop,
+      config,
+      workdir,
+      model=model,
+      example_batch=task.example_batch(config.data.batch_size),
+      loss_fn=losses.get_loss("rotation_nll"),
+      validate=validate,
+      select=task.selection,
+    )
+    state = run(loader=train.make_train_loader(config, task, dataset))
+    self.assertEqual(int(state.step), 4)  # best at step 2, then two evaluations without a better one
+    self.assertLen(seen, 4)
+    self.assertEqual(sorted(os.listdir(os.path.join(workdir, "checkpoints"))), ["4"])  # the stopping step is saved
+    self.assertEqual(run_localization.checkpoint_validation(config, workdir), {"val_rot_acc": 0.5, "step": 2})
+    best = run_localization.trained_params(config, workdir, model, task.example_batch(1))
+    jax.tree.map(np.testing.assert_array_equal, best, seen[1])  # the parameters validated at step 2
+    config.train.keep_best = False  # the latest checkpoint and its validation
+    self.assertEqual(run_localization.checkpoint_validation(config, workdir), {"val_rot_acc": 0.45, "step": 4})
+    latest = run_localization.trained_params(config, workdir, model, task.example_batch(1))
+    jax.tree.map(np.testing.assert_array_equal, latest, train.host_params(state.params))
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()), best, latest))
+    self.assertGreater(max(moved), 0.0)  # two steps apart: the two reads are distinguishable
+    config.train.keep_best = True
+    again = run(loader=train.make_train_loader(config, task, dataset))  # resumed: it had stopped, so it stays stopped
+    self.assertEqual((int(again.step), len(seen)), (4, 4))
+
+  def test_a_resumed_run_redecides_best_steps_after_its_checkpoint(self):
+    workdir = tempfile.mkdtemp()
+    params = {"w": np.arange(3, dtype=np.float32)}
+    manager = checkpoint.make_best_manager(workdir)
+    checkpoint.save_best(manager, 5, params)
+    manager.wait_until_finished()
+    checkpoint.drop_best_after(manager, 5)  # resumed at the best step itself: kept
+    self.assertEqual(checkpoint.best_step(workdir), 5)
+    checkpoint.drop_best_after(manager, 3)  # resumed before it: that run's later best is re-decided
+    manager.close()
+    self.assertIsNone(checkpoint.best_step(workdir))
 
   def test_damaged_checkpoint_is_one_line(self):
     workdir = tempfile.mkdtemp()
