@@ -7,7 +7,7 @@ r"""Which face refinement (ssl_ct/refine.py) and crop margin keep every sample a
 
 Replays each workdir's latest localization, which ran without refinement (its boxes.json holds
 the coarse boxes; rotation or sorting), with `refine.refine_box` on the analysed volumes over a
-grid of false-positive rates and minimum fractions (and "none"), along the run's refinement axis
+grid of false-positive rates, minimum fractions and minimum coverages (and "none"), along the run's refinement axis
 (sorting: the sort axis; rotation: `localize.refine_axis`), each cropped with several margins.
 Prints, per setting and workdir, the box MAE, IoU, the mean and worst sample recall after
 cropping, the volume kept over the ideal (the truth boxes') and how many samples came back null;
@@ -74,10 +74,14 @@ def main():
   parser.add_argument("--bands", default="0.25")
   parser.add_argument("--margins", default="0,0.01,0.025,0.05")
   parser.add_argument("--min-sample-slices", type=float, default=0.5, help="refine_box's no-sample rule; 0 turns it off")
+  parser.add_argument("--min-coverages", default="0", help="refine_box's coverage rule (0: off), e.g. 0,0.25,0.5,0.75")
   parser.add_argument("--empty-tubes", type=int, default=0, help="also refine each workdir's first N coarse boxes on empty tubes")
   args = parser.parse_args()
   floats = lambda text: [float(t) for t in text.split(",")]  # noqa: E731
-  settings = [None] + list(itertools.product(floats(args.false_positives), floats(args.min_fractions), floats(args.bands)))
+  grid = itertools.product(
+    floats(args.false_positives), floats(args.min_fractions), floats(args.bands), floats(args.min_coverages)
+  )
+  settings = [None] + list(grid)
   for workdir in args.workdirs.split(","):
     _, volumes, coarse, truths, axis = _load(workdir)
     print(f"{workdir} ({results.latest(workdir)}), {len(volumes)} volumes, refined along {'zyx'[axis]}:")
@@ -85,15 +89,19 @@ def main():
       if setting is None:
         boxes, text = coarse, "coarse (no refinement)"
       else:
-        false_positive, min_fraction, band = setting
+        false_positive, min_fraction, band, min_coverage = setting
         kw = {
           "band": band,
           "false_positive": false_positive,
           "min_fraction": min_fraction,
           "min_sample_slices": args.min_sample_slices,
+          "min_coverage": min_coverage,
         }
         boxes = {n: refine.refine_box(volumes[n], coarse[n], axis, **kw)[0] for n in volumes}
-        text = f"false positive {false_positive:g}, min fraction {min_fraction:g}, band {band:g}"
+        text = f"false positive {false_positive:g}, min fraction {min_fraction:g}, band {band:g}, min coverage {min_coverage:g}"
+        if min_coverage > 0:
+          local = {n: refine.refine_box(volumes[n], coarse[n], axis, **{**kw, "min_coverage": 0.0})[0] for n in volumes}
+          text += f" (grew {sum(boxes[n] != local[n] for n in volumes)} boxes)"
       nulls = sum(boxes[n] is None for n in volumes)
       for margin in floats(args.margins):
         mae, iou, recall, worst, kept = _scores(boxes, truths, margin)

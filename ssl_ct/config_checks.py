@@ -124,6 +124,7 @@ _RULES = (
   ("localize.refine_false_positive", lambda v: _is_num(v, 0, 0.1) and v > 0, "a fraction of empty voxels in (0, 0.1]"),
   ("localize.refine_min_fraction", lambda v: _is_num(v, 0, 1) and v > 0, "a fraction of the cross-section in (0, 1]"),
   ("localize.refine_min_sample_slices", lambda v: _is_num(v, 0, 1), "a fraction of the box's slices in [0, 1] (0: never null)"),
+  ("localize.refine_min_coverage", lambda v: _is_num(v, 0, 1), "a fraction of the slices' foreground in [0, 1] (0: off)"),
 )
 
 

@@ -51,6 +51,19 @@ class RefineTest(absltest.TestCase):
     self.assertIsNone(box)
     self.assertIn("no sample", note)
 
+  def test_a_box_beside_the_sample_grows_to_its_slices_foreground(self):
+    data = _tube(seed=6)
+    data[30:70, 24:40, 24:40] += 60.0  # the sample
+    coarse = {"start": [30, 4, 4], "stop": [70, 16, 16]}  # beside it, by the wall: the band reaches only its edge
+    local, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0)
+    self.assertEqual(local["stop"][1:], [16, 16])  # the band's growth stops at the medium between them
+    box, note = refine.refine_box(ArrayVolume(data), coarse, axis=0, min_coverage=0.9)
+    self.assertEqual(box["start"], [30, 4, 4])  # a union: never inward
+    self.assertEqual(box["stop"], [70, 40, 40])
+    self.assertIn("grown to that foreground", note)
+    inside = {"start": [30, 24, 24], "stop": [70, 40, 40]}
+    self.assertEqual(refine.refine_box(ArrayVolume(data), inside, axis=0, min_coverage=0.9), (inside, ""))
+
   def test_without_empty_slices_the_box_stays(self):
     data = _tube(seed=3, shape=(40, 32, 32))
     data[2:38, 8:24, 8:24] += 60.0

@@ -295,7 +295,14 @@ class EndToEndTest(absltest.TestCase):
   def test_main_trains_validates_localizes_and_crops(self):
     workdir = tempfile.mkdtemp()
     result = subprocess.run(
-      [sys.executable, "-m", "ssl_ct.main", "--config=configs/sorting_medaka.py:tiny", f"--workdir={workdir}"],
+      [
+        sys.executable,
+        "-m",
+        "ssl_ct.main",
+        "--config=configs/sorting_medaka.py:tiny",
+        f"--workdir={workdir}",
+        "--config.train.keep_best=True",
+      ],
       cwd=REPO,
       capture_output=True,
       text=True,
