@@ -103,9 +103,10 @@ def get_config(arg=None):
   config.localize.refine_min_fraction = 0.005  # an index is sample when this fraction of the band's cross-section is
   # A box fewer of whose slices than this hold sample voxels is no sample (null): an empty tube.
   config.localize.refine_min_sample_slices = 0.5
-  # A box holding less than this fraction of its slices' foreground (whole cross-section) along y or x
-  # grows to it: a weak model's box on the tube wall beside the fish. Chosen on seeds 4 and 5 with 8
-  # volumes (README): such boxes held <= 0.45, right ones >= 0.99.
+  # A box holding less than this fraction of the foreground along the sort axis (against the volume's
+  # end slices) or of its slices' cross-section along y or x grows to it: a weak model's box on the
+  # tube wall beside the fish, or along half of it. Chosen on seeds 4 and 5 with 8 volumes (README):
+  # such boxes held <= 0.45, right ones >= 0.99.
   config.localize.refine_min_coverage = 0.9
   # Boxes are used only from a model whose validation mean displacement is at most this fraction
   # of a random order's; above it every box is null (a crop keeps the whole volume) and the report says so.

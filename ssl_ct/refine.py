@@ -160,21 +160,61 @@ def refine_box(
   `min_sample_slices`: a box fewer of whose slices than this hold a sample (by the growth's
   own rule) is no sample: (None, note). On the demo's seed-4 set at least 0.91 of every coarse
   box's slices did, on empty synthetic tubes at most 0.01.
-  `min_coverage` > 0: a box whose in-plane range holds less than this fraction of the
-  foreground of its slices' whole cross-section along either plane dimension (a network that
-  boxed the tube's wall beside the sample) grows to that foreground's extent (`_cover`).
+  `min_coverage` > 0: a box whose range holds less than this fraction of the foreground along
+  the axis (against the volume's end slices) or of its slices' whole cross-section along a
+  plane dimension (a network that boxed the tube's wall beside the sample, or half the
+  sample) grows to that foreground's extent (`_cover`).
   The note says what moved, or why nothing could ("" when nothing needed to).
   """
   if box is None:
     return None, ""
-  shape = volume.shape
-  length = shape[axis]
-  coarse_start, coarse_stop = list(box["start"]), list(box["stop"])
-  lo = [max(0, a - int(np.ceil(band * n))) for a, n in zip(coarse_start, shape)]
-  hi = [min(n, b + int(np.ceil(band * n))) for b, n in zip(coarse_stop, shape)]
+  length = volume.shape[axis]
   guard_slices = max(2, int(round(guard * length)))
   needed = max(8, int(np.ceil(min_background * length)))
-  start, stop = list(coarse_start), list(coarse_stop)
+  start, stop = list(box["start"]), list(box["stop"])
+  local = dict(band=band, false_positive=false_positive, min_fraction=min_fraction, guard_slices=guard_slices)
+  local.update(needed=needed, max_gap=max_gap, iterations=iterations, min_sample_slices=min_sample_slices)
+  covers = []  # what _grow_to_foreground did
+
+  def cover_plane():  # over the whole cross-section of the box's slices, against the slices outside them
+    runs = _background_runs(length, start[axis], stop[axis], guard_slices)
+    if sum(b - a for a, b in runs) < needed:
+      return ""
+    lo, hi = [0, 0, 0], list(volume.shape)
+    lo[axis], hi[axis] = start[axis], stop[axis]
+    plane = _plane_dims(axis)
+    return _grow_to_foreground(
+      volume, axis, plane, runs, lo, hi, start, stop, false_positive, min_fraction, min_coverage, "its slices'"
+    )
+
+  if min_coverage > 0 and length >= 2 * needed:  # along the axis, against the volume's end slices (its tube ends)
+    ends = [(0, needed), (length - needed, length)]
+    whole = ([0, 0, 0], list(volume.shape))
+    covers.append(
+      _grow_to_foreground(
+        volume, axis, [axis], ends, *whole, start, stop, false_positive, min_fraction, min_coverage, "the volume's"
+      )
+    )
+  status, note = _grow_in_band(volume, axis, start, stop, **local)
+  if status == "no sample" and min_coverage > 0:  # a box beside the sample rather than none: grown to it first
+    covers.append(cover_plane())
+    if covers[-1]:
+      status, note = _grow_in_band(volume, axis, start, stop, **local)
+  if status == "no sample":
+    return None, note
+  if status == "grown" and min_coverage > 0:
+    covers.append(cover_plane())
+  return _result(box, start, stop, "; ".join(filter(None, [*covers, note])))
+
+
+def _grow_in_band(
+  volume, axis, start, stop, *, band, false_positive, min_fraction, guard_slices, needed, max_gap, iterations, min_sample_slices
+):
+  """Grows [start, stop) in place within the band around it; (status, note): "grown" (moved or not), "no
+  background" (too few empty slices: left as it is) or "no sample" (unchanged; the box is none)."""
+  shape, length = volume.shape, volume.shape[axis]
+  lo = [max(0, a - int(np.ceil(band * n))) for a, n in zip(start, shape)]
+  hi = [min(n, b + int(np.ceil(band * n))) for b, n in zip(stop, shape)]
   sides = [h - low for low, h in zip(lo, hi)]
 
   def hits_of(counts, d):
@@ -188,15 +228,14 @@ def refine_box(
   for round_ in range(iterations + 1):
     runs = _background_runs(length, start[axis], stop[axis], guard_slices)
     if sum(b - a for a, b in runs) < needed:
-      note = f"not refined further: fewer than {needed} empty slices along {'zyx'[axis]} outside the box"
-      return _result(box, start, stop, note)
+      return "no background", f"not refined further: fewer than {needed} empty slices along {'zyx'[axis]} outside the box"
     centre, spread = _background_stats(volume, axis, runs, lo, hi)
     cuts = _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive)
     counts = dict(zip([axis, *_plane_dims(axis)], _profiles(volume, axis, lo, hi, centre, spread, cuts)))
     if round_ == 0:
-      inside = hits_of(counts[axis], axis)[coarse_start[axis] - lo[axis] : coarse_stop[axis] - lo[axis]]
+      inside = hits_of(counts[axis], axis)[start[axis] - lo[axis] : stop[axis] - lo[axis]]
       if inside.mean() < min_sample_slices:
-        return None, (
+        return "no sample", (
           f"no sample: {inside.mean():.0%} of the box's slices along {'zyx'[axis]} differ from the empty ones "
           f"(needs {min_sample_slices:.0%})"
         )
@@ -208,48 +247,46 @@ def refine_box(
     for d in _plane_dims(axis):
       start[d], stop[d] = grown(d, counts[d])
     break
-  note = _cover(volume, axis, start, stop, runs, false_positive, min_fraction, min_coverage) if min_coverage > 0 else ""
-  return _result(box, start, stop, note)
+  return "grown", ""
 
 
-def _cover(volume, axis, start, stop, runs, false_positive, min_fraction, min_coverage):
-  """Grows the plane faces of [start, stop) (in place) to the foreground of its slices when the box misses it.
+def _grow_to_foreground(volume, axis, dims, runs, lo, hi, start, stop, false_positive, min_fraction, min_coverage, where):
+  """Grows [start, stop) along `dims` (in place) to the region's foreground when it holds too little of it; the note.
 
-  The band that `refine_box` grows within is local: a coarse box on the wrong structure (the
-  tube's wall; the sample beside it) finds no sample to grow into. Here the box's slices are
-  scored over the whole cross-section against the same kind of background: per plane dimension
-  the fraction of foreground voxels that fall inside the box's range is its coverage. Where it
-  is under `min_coverage` along either dimension, both plane ranges become the union of the
-  box's and the foreground's (every index where at least `min_fraction` of the cross-section is
-  foreground): conservative, a crop keeps what it might otherwise cut away. Returns the note.
+  The band that `refine_box` grows within is local, and its background is the slices outside
+  the box: a coarse box on the wrong structure (the tube's wall beside the sample) finds no
+  sample to grow into, and a box that ends halfway along the sample counts the rest of it as
+  background. Here the region [lo, hi) is scored against the background slices `runs`; per
+  dimension the fraction of its foreground voxels inside the box's range is the coverage.
+  Under `min_coverage` along any of `dims`, the box's ranges along `dims` become the union with
+  the foreground's extent (every index where at least `min_fraction` of the cross-section is
+  foreground): conservative, a crop keeps what it might otherwise cut away.
   """
-  coverage, counts, sides = plane_coverage(volume, axis, start, stop, runs, false_positive)
-  low = min(coverage, key=coverage.get)
-  if coverage[low] >= min_coverage:
+  fractions, counts, sides = coverage(volume, axis, lo, hi, start, stop, runs, false_positive)
+  low = min(dims, key=lambda d: fractions[d])
+  if fractions[low] >= min_coverage:
     return ""
-  for d in _plane_dims(axis):
+  for d in dims:
     hits = np.flatnonzero(counts[d] >= max(2, min_fraction * (int(np.prod(sides)) // sides[d])))
     if hits.size:
-      start[d], stop[d] = min(start[d], int(hits[0])), max(stop[d], int(hits[-1]) + 1)
-  return (
-    f"the box held {coverage[low]:.0%} of its slices' foreground along {'zyx'[low]} (needs {min_coverage:.0%}): "
-    "grown to that foreground"
-  )
+      start[d], stop[d] = min(start[d], lo[d] + int(hits[0])), max(stop[d], lo[d] + int(hits[-1]) + 1)
+  return f"the box held {fractions[low]:.0%} of {where} foreground along {'zyx'[low]} (needs {min_coverage:.0%}), grown to it"
 
 
-def plane_coverage(volume, axis, start, stop, runs, false_positive):
-  """({plane dim: fraction of the foreground inside [start, stop)}, per-index foreground counts, region sides)
-  over the whole cross-section of the box's slices, against the background slices `runs`."""
-  lo, hi = [0, 0, 0], list(volume.shape)
-  lo[axis], hi[axis] = start[axis], stop[axis]
+def coverage(volume, axis, lo, hi, start, stop, runs, false_positive):
+  """({dim: fraction of the region's foreground inside [start, stop)}, per-index foreground counts, region sides).
+
+  The region [lo, hi) is scored against the background slices `runs` along `axis` (region
+  coordinates for the counts)."""
   centre, spread = _background_stats(volume, axis, runs, lo, hi)
   cuts = _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive)
   counts = dict(zip([axis, *_plane_dims(axis)], _profiles(volume, axis, lo, hi, centre, spread, cuts)))
-  coverage = {}
-  for d in _plane_dims(axis):
+  fractions = {}
+  for d in range(3):
     total = int(counts[d].sum())
-    coverage[d] = float(counts[d][start[d] : stop[d]].sum()) / total if total else 1.0
-  return coverage, counts, [h - low for low, h in zip(lo, hi)]
+    inside = counts[d][max(0, start[d] - lo[d]) : max(0, stop[d] - lo[d])].sum()
+    fractions[d] = float(inside) / total if total else 1.0
+  return fractions, counts, [h - low for low, h in zip(lo, hi)]
 
 
 def _result(box, start, stop, note):

@@ -50,6 +50,18 @@ class RefineTest(absltest.TestCase):
     box, note = refine.refine_box(ArrayVolume(data), {"start": [10, 16, 16], "stop": [70, 40, 40]}, axis=0)
     self.assertIsNone(box)
     self.assertIn("no sample", note)
+    self.assertIsNone(
+      refine.refine_box(ArrayVolume(data), {"start": [10, 16, 16], "stop": [70, 40, 40]}, axis=0, min_coverage=0.9)[0]
+    )
+
+  def test_a_box_off_the_sample_along_the_axis_is_grown_not_null(self):
+    data = _tube(seed=8)
+    data[60:110, 16:32, 16:32] += 60.0
+    coarse = {"start": [10, 16, 16], "stop": [50, 32, 32]}  # tube only: its slices are like those outside it
+    self.assertIsNone(refine.refine_box(ArrayVolume(data), coarse, axis=0)[0])
+    box, note = refine.refine_box(ArrayVolume(data), coarse, axis=0, min_coverage=0.9)
+    self.assertEqual(box, {"start": [10, 16, 16], "stop": [110, 32, 32]})
+    self.assertIn("held 0% of the volume's foreground along z", note)
 
   def test_a_box_beside_the_sample_grows_to_its_slices_foreground(self):
     data = _tube(seed=6)
@@ -60,9 +72,28 @@ class RefineTest(absltest.TestCase):
     box, note = refine.refine_box(ArrayVolume(data), coarse, axis=0, min_coverage=0.9)
     self.assertEqual(box["start"], [30, 4, 4])  # a union: never inward
     self.assertEqual(box["stop"], [70, 40, 40])
-    self.assertIn("grown to that foreground", note)
+    self.assertIn("held 0% of its slices' foreground along y", note)
     inside = {"start": [30, 24, 24], "stop": [70, 40, 40]}
     self.assertEqual(refine.refine_box(ArrayVolume(data), inside, axis=0, min_coverage=0.9), (inside, ""))
+
+  def test_a_box_beside_the_sample_is_grown_to_it_rather_than_null(self):
+    data = _tube(seed=9)
+    data[30:70, 28:44, 16:32] += 60.0
+    coarse = {"start": [30, 0, 16], "stop": [70, 8, 32]}  # its band holds none of the sample
+    self.assertIsNone(refine.refine_box(ArrayVolume(data), coarse, axis=0)[0])
+    box, note = refine.refine_box(ArrayVolume(data), coarse, axis=0, min_coverage=0.9)
+    self.assertEqual(box, {"start": [30, 0, 16], "stop": [70, 44, 32]})
+    self.assertIn("held 0% of its slices' foreground along y", note)
+
+  def test_a_box_ending_halfway_along_the_sample_grows_to_the_volumes_foreground(self):
+    data = _tube(seed=7)
+    data[30:100, 16:32, 16:32] += 60.0
+    coarse = {"start": [0, 16, 16], "stop": [60, 32, 32]}  # most slices outside it hold the sample: its background
+    local, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0)
+    self.assertLess(local["stop"][0], 100)
+    box, note = refine.refine_box(ArrayVolume(data), coarse, axis=0, min_coverage=0.9)
+    self.assertEqual(box, {"start": [0, 16, 16], "stop": [100, 32, 32]})  # against the end slices
+    self.assertIn("of the volume's foreground along z", note)
 
   def test_without_empty_slices_the_box_stays(self):
     data = _tube(seed=3, shape=(40, 32, 32))
