@@ -81,7 +81,7 @@ def _smoothed_z(block, centre, spread, along):
   return scipy.ndimage.gaussian_filter((block - centre) / spread, sigma, mode="nearest")
 
 
-def _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive):
+def _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive, block_dims=(0, 1, 2)):
   """Per block dimension, the |smoothed z| that only `false_positive` of background voxels exceed.
 
   CT noise is neither Gaussian nor independent (streaks, rings), so a multiple of its spread
@@ -95,12 +95,18 @@ def _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive):
   quantiles = []
   for first, stop in chunks:
     block = _read(volume, axis, first, stop, lo, hi)
-    quantiles.append([np.quantile(np.abs(_smoothed_z(block, centre, spread, d)), 1.0 - false_positive) for d in range(3)])
+    quantiles.append(
+      [
+        np.quantile(np.abs(_smoothed_z(block, centre, spread, d)), 1.0 - false_positive) if d in block_dims else 0.0
+        for d in range(3)
+      ]
+    )
   return [float(q) for q in np.median(quantiles, axis=0)]
 
 
-def _profiles(volume, axis, lo, hi, centre, spread, cuts):
-  """Foreground voxel counts per index of each block dimension (sort axis, rows, cols), region coordinates."""
+def _profiles(volume, axis, lo, hi, centre, spread, cuts, block_dims=(0, 1, 2)):
+  """Foreground voxel counts per index of each block dimension (sort axis, rows, cols), region coordinates;
+  zeros for the dimensions not in `block_dims`."""
   first, stop = lo[axis], hi[axis]
   sides = [stop - first, *(hi[d] - lo[d] for d in _plane_dims(axis))]
   counts = [np.zeros(n, np.int64) for n in sides]
@@ -108,7 +114,7 @@ def _profiles(volume, axis, lo, hi, centre, spread, cuts):
     b = min(stop, a + _BLOCK)
     pad_a, pad_b = max(0, a - _HALO), min(volume.shape[axis], b + _HALO)
     block = _read(volume, axis, pad_a, pad_b, lo, hi)
-    for d in range(3):
+    for d in block_dims:
       foreground = np.abs(_smoothed_z(block, centre, spread, d)[a - pad_a : b - pad_a]) > cuts[d]
       summed = foreground.sum(axis=tuple(e for e in range(3) if e != d))
       if d == 0:
@@ -175,6 +181,7 @@ def refine_box(
   local = dict(band=band, false_positive=false_positive, min_fraction=min_fraction, guard_slices=guard_slices)
   local.update(needed=needed, max_gap=max_gap, iterations=iterations, min_sample_slices=min_sample_slices)
   covers = []  # what _grow_to_foreground did
+  rule = dict(false_positive=false_positive, min_fraction=min_fraction, min_coverage=min_coverage, max_gap=max_gap)
 
   def cover_plane():  # over the whole cross-section of the box's slices, against the slices outside them
     runs = _background_runs(length, start[axis], stop[axis], guard_slices)
@@ -183,18 +190,12 @@ def refine_box(
     lo, hi = [0, 0, 0], list(volume.shape)
     lo[axis], hi[axis] = start[axis], stop[axis]
     plane = _plane_dims(axis)
-    return _grow_to_foreground(
-      volume, axis, plane, runs, lo, hi, start, stop, false_positive, min_fraction, min_coverage, "its slices'"
-    )
+    return _grow_to_foreground(volume, axis, plane, runs, lo, hi, start, stop, "its slices'", **rule)
 
   if min_coverage > 0 and length >= 2 * needed:  # along the axis, against the volume's end slices (its tube ends)
     ends = [(0, needed), (length - needed, length)]
     whole = ([0, 0, 0], list(volume.shape))
-    covers.append(
-      _grow_to_foreground(
-        volume, axis, [axis], ends, *whole, start, stop, false_positive, min_fraction, min_coverage, "the volume's"
-      )
-    )
+    covers.append(_grow_to_foreground(volume, axis, [axis], ends, *whole, start, stop, "the volume's", **rule))
   status, note = _grow_in_band(volume, axis, start, stop, **local)
   if status == "no sample" and min_coverage > 0:  # a box beside the sample rather than none: grown to it first
     covers.append(cover_plane())
@@ -250,7 +251,9 @@ def _grow_in_band(
   return "grown", ""
 
 
-def _grow_to_foreground(volume, axis, dims, runs, lo, hi, start, stop, false_positive, min_fraction, min_coverage, where):
+def _grow_to_foreground(
+  volume, axis, dims, runs, lo, hi, start, stop, where, *, false_positive, min_fraction, min_coverage, max_gap
+):
   """Grows [start, stop) along `dims` (in place) to the region's foreground when it holds too little of it; the note.
 
   The band that `refine_box` grows within is local, and its background is the slices outside
@@ -259,30 +262,45 @@ def _grow_to_foreground(volume, axis, dims, runs, lo, hi, start, stop, false_pos
   background. Here the region [lo, hi) is scored against the background slices `runs`; per
   dimension the fraction of its foreground voxels inside the box's range is the coverage.
   Under `min_coverage` along any of `dims`, the box's ranges along `dims` become the union with
-  the foreground's extent (every index where at least `min_fraction` of the cross-section is
-  foreground): conservative, a crop keeps what it might otherwise cut away.
+  the foreground's extent (the run of indices where at least `min_fraction` of the cross-section
+  is foreground, gaps of `max_gap` bridged, that holds the most of it): conservative, a crop
+  keeps what it might otherwise cut away.
   """
-  fractions, counts, sides = coverage(volume, axis, lo, hi, start, stop, runs, false_positive)
+  fractions, counts, sides = coverage(volume, axis, lo, hi, start, stop, runs, false_positive, dims)
   low = min(dims, key=lambda d: fractions[d])
   if fractions[low] >= min_coverage:
     return ""
   for d in dims:
-    hits = np.flatnonzero(counts[d] >= max(2, min_fraction * (int(np.prod(sides)) // sides[d])))
-    if hits.size:
-      start[d], stop[d] = min(start[d], lo[d] + int(hits[0])), max(stop[d], lo[d] + int(hits[-1]) + 1)
+    run = _main_run(counts[d], counts[d] >= max(2, min_fraction * (int(np.prod(sides)) // sides[d])), max_gap)
+    if run is not None:
+      start[d], stop[d] = min(start[d], lo[d] + run[0]), max(stop[d], lo[d] + run[1])
   return f"the box held {fractions[low]:.0%} of {where} foreground along {'zyx'[low]} (needs {min_coverage:.0%}), grown to it"
 
 
-def coverage(volume, axis, lo, hi, start, stop, runs, false_positive):
+def _main_run(counts, hits, max_gap):
+  """(first, stop) of the run of hit indices (gaps of up to `max_gap` bridged) that holds the most foreground,
+  or None: a volume's atypical end slices or a speck of debris elsewhere do not stretch the box."""
+  indices = np.flatnonzero(hits)
+  if not indices.size:
+    return None
+  breaks = np.flatnonzero(np.diff(indices) > max_gap + 1)
+  firsts, lasts = indices[np.r_[0, breaks + 1]], indices[np.r_[breaks, len(indices) - 1]]
+  best = int(np.argmax([counts[a : b + 1].sum() for a, b in zip(firsts, lasts)]))
+  return int(firsts[best]), int(lasts[best]) + 1
+
+
+def coverage(volume, axis, lo, hi, start, stop, runs, false_positive, dims=(0, 1, 2)):
   """({dim: fraction of the region's foreground inside [start, stop)}, per-index foreground counts, region sides).
 
   The region [lo, hi) is scored against the background slices `runs` along `axis` (region
-  coordinates for the counts)."""
+  coordinates for the counts), along the volume dimensions `dims` only."""
+  order = [axis, *_plane_dims(axis)]  # block dimension -> volume dimension
+  block_dims = [order.index(d) for d in dims]
   centre, spread = _background_stats(volume, axis, runs, lo, hi)
-  cuts = _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive)
-  counts = dict(zip([axis, *_plane_dims(axis)], _profiles(volume, axis, lo, hi, centre, spread, cuts)))
+  cuts = _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive, block_dims)
+  counts = dict(zip(order, _profiles(volume, axis, lo, hi, centre, spread, cuts, block_dims)))
   fractions = {}
-  for d in range(3):
+  for d in dims:
     total = int(counts[d].sum())
     inside = counts[d][max(0, start[d] - lo[d]) : max(0, stop[d] - lo[d])].sum()
     fractions[d] = float(inside) / total if total else 1.0
