@@ -24,6 +24,7 @@ import scipy.ndimage
 
 from ssl_ct.data import truth
 
+MISSED = "grown to the foreground it missed"  # in the note of a box the coverage rule grew (reports count them)
 _BLOCK = 64  # slices per read
 _SIGMA = 1.0  # voxels, Gaussian smoothing of the z-scores
 _HALO = 3  # slices read past a block's ends so the smoothing sees its neighbours
@@ -274,7 +275,7 @@ def _grow_to_foreground(
     run = _main_run(counts[d], counts[d] >= max(2, min_fraction * (int(np.prod(sides)) // sides[d])), max_gap)
     if run is not None:
       start[d], stop[d] = min(start[d], lo[d] + run[0]), max(stop[d], lo[d] + run[1])
-  return f"the box held {fractions[low]:.0%} of {where} foreground along {'zyx'[low]} (needs {min_coverage:.0%}), grown to it"
+  return f"the box held {fractions[low]:.0%} of {where} foreground along {'zyx'[low]} (needs {min_coverage:.0%}): {MISSED}"
 
 
 def _main_run(counts, hits, max_gap):

@@ -13,7 +13,19 @@ import tqdm
 from absl import logging
 from jax.experimental import multihost_utils
 
-from ssl_ct import baseline, checkpoint, compilation_cache, evaluate, metric_writer, outputs, plots, report, results, tasks
+from ssl_ct import (
+  baseline,
+  checkpoint,
+  compilation_cache,
+  evaluate,
+  metric_writer,
+  outputs,
+  plots,
+  refine,
+  report,
+  results,
+  tasks,
+)
 from ssl_ct.data import prepare, truth
 from ssl_ct.errors import InputError
 
@@ -96,10 +108,17 @@ def _refinement_note(refinements):
   """One line on what the box refinement did (ssl_ct/refine.py); per volume in boxes.json."""
   count = lambda word: sum(note.startswith(word) for note in refinements.values())  # noqa: E731
   grown, null, stayed = count("grown"), count("no sample"), count("not refined")
-  return (
+  missed = sum(refine.MISSED in note for note in refinements.values())
+  text = (
     f"Box refinement: {grown} of {len(refinements)} boxes grown to faint parts of the sample, {null} found to hold none"
     f" (null), {stayed} left as found for want of empty slices; each volume's note is in boxes.json (`refinements`)."
   )
+  if missed:
+    text += (
+      f" **{missed} of the model's boxes missed much of the foreground** (the coverage rule grew them to it:"
+      " the pretext model is weak on these volumes; check those boxes)."
+    )
+  return text
 
 
 def _localize_volume(dataset, localizer, volume, out_dir, *, plot, distrust):

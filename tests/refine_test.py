@@ -4,7 +4,7 @@ a bright core and a faint extension, a bright wall that must not pull the box, n
 import numpy as np
 from absl.testing import absltest
 
-from ssl_ct import refine
+from ssl_ct import refine, run_localization
 from ssl_ct.data.volume import ArrayVolume
 
 
@@ -84,6 +84,9 @@ class RefineTest(absltest.TestCase):
     box, note = refine.refine_box(ArrayVolume(data), coarse, axis=0, min_coverage=0.9)
     self.assertEqual(box, {"start": [30, 0, 16], "stop": [70, 44, 32]})
     self.assertIn("held 0% of its slices' foreground along y", note)
+    summary = run_localization._refinement_note({"a": note, "b": "grown to the faint sample: z+ by 1 voxels", "c": ""})
+    self.assertIn("2 of 3 boxes grown", summary)
+    self.assertIn("1 of the model's boxes missed much of the foreground", summary)  # the report flags the weak model
 
   def test_a_box_ending_halfway_along_the_sample_grows_to_the_volumes_foreground(self):
     data = _tube(seed=7)
