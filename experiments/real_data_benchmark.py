@@ -1,6 +1,6 @@
 r"""Both localizers and the threshold baseline on the real micro-CT scans, scored against reviewed references.
 
-  python experiments/real_data_benchmark.py --workdir=W [--data=../shared/data] [--tasks=rotation,sorting] [--steps=N]
+  python experiments/real_data_benchmark.py --workdir=W [--data=../shared/data, or $SSL_CT_REAL_DATA] [--tasks=rotation,sorting] [--steps=N]
 
 Trains each task's demo config on every scan of DATA (the real scans of the developers'
 shared/data; none of its rules were chosen on them), localizes and scores the boxes against
@@ -14,6 +14,7 @@ of the volume kept (mean), beside the reference boxes' own kept fraction.
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 from absl import logging
@@ -106,11 +107,14 @@ def _markdown(scored):
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--workdir", required=True)
-  parser.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data"))
+  parser.add_argument("--data", default=os.environ.get("SSL_CT_REAL_DATA", os.path.join(REPO, "..", "shared", "data")))
   parser.add_argument("--tasks", default="rotation,sorting")
   parser.add_argument("--steps", type=int, default=0, help="training steps (0 = each demo config's)")
   args = parser.parse_args()
   logging.set_verbosity(logging.WARNING)
+  if not os.path.exists(os.path.join(args.data, "reference", "truth.json")):
+    print(f"error: --data={args.data} has no reference/truth.json; pass the developers' shared data folder", file=sys.stderr)
+    sys.exit(2)
   view = data_view(args.data, os.path.join(args.data, "reference"), os.path.join(args.workdir, "scans"))
   found = {}
   for task in args.tasks.split(","):
