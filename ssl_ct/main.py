@@ -149,9 +149,7 @@ def run(config, workdir, mode, overwrite=False):
     state = train.train_and_evaluate(config, workdir, dataset=dataset) if mode in ("train", "all") else None
     if mode == "train":
       return None
-    # The final state localizes unless the run kept a best validation step: then trained_params reads that.
-    final = state is not None and not config.train.get("keep_best", False)
-    params = train.host_params(state.params) if final else None
+    params = train.host_params(state.params) if state is not None else None
     if config.task in tasks.LOCALIZING:
       summary = run_localization.localize_workdir(config, workdir, dataset=dataset, params=params)  # each process its share
       if jax.process_index() != 0:  # reports and cropping: process 0 alone

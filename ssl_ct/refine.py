@@ -170,7 +170,7 @@ def refine_box(
   `min_coverage` > 0: a box whose range holds less than this fraction of the foreground along
   the axis (against the volume's end slices) or of its slices' whole cross-section along a
   plane dimension (a network that boxed the tube's wall beside the sample, or half the
-  sample) grows to that foreground's extent (`_cover`).
+  sample) grows to that foreground's extent (`_grow_to_foreground`).
   The note says what moved, or why nothing could ("" when nothing needed to).
   """
   if box is None:
@@ -220,7 +220,7 @@ def _grow_in_band(
   sides = [h - low for low, h in zip(lo, hi)]
 
   def hits_of(counts, d):
-    return counts >= max(2, min_fraction * (int(np.prod(sides)) // sides[d]))
+    return _hits(counts, d, sides, min_fraction)
 
   def grown(d, counts):
     return _grow(hits_of(counts, d), start[d], stop[d], lo[d], lo[d], hi[d], max_gap)
@@ -267,15 +267,21 @@ def _grow_to_foreground(
   is foreground, gaps of `max_gap` bridged, that holds the most of it): conservative, a crop
   keeps what it might otherwise cut away.
   """
-  fractions, counts, sides = coverage(volume, axis, lo, hi, start, stop, runs, false_positive, dims)
+  fractions, counts, sides = _coverage(volume, axis, lo, hi, start, stop, runs, false_positive, dims)
   low = min(dims, key=lambda d: fractions[d])
   if fractions[low] >= min_coverage:
     return ""
   for d in dims:
-    run = _main_run(counts[d], counts[d] >= max(2, min_fraction * (int(np.prod(sides)) // sides[d])), max_gap)
+    run = _main_run(counts[d], _hits(counts[d], d, sides, min_fraction), max_gap)
     if run is not None:
       start[d], stop[d] = min(start[d], lo[d] + run[0]), max(stop[d], lo[d] + run[1])
   return f"the box held {fractions[low]:.0%} of {where} foreground along {'zyx'[low]} (needs {min_coverage:.0%}): {MISSED}"
+
+
+def _hits(counts, d, sides, min_fraction):
+  """Which indices along dimension `d` of a region of `sides` hold a sample: at least `min_fraction`
+  of the cross-section (and 2 voxels) foreground."""
+  return counts >= max(2, min_fraction * (int(np.prod(sides)) // sides[d]))
 
 
 def _main_run(counts, hits, max_gap):
@@ -290,7 +296,7 @@ def _main_run(counts, hits, max_gap):
   return int(firsts[best]), int(lasts[best]) + 1
 
 
-def coverage(volume, axis, lo, hi, start, stop, runs, false_positive, dims=(0, 1, 2)):
+def _coverage(volume, axis, lo, hi, start, stop, runs, false_positive, dims=(0, 1, 2)):
   """({dim: fraction of the region's foreground inside [start, stop)}, per-index foreground counts, region sides).
 
   The region [lo, hi) is scored against the background slices `runs` along `axis` (region

@@ -172,8 +172,9 @@ def trained_params(config, workdir, model, example_batch):
 def localize_workdir(config, workdir, *, dataset=None, params=None):
   """Localizes every volume of `config.data` into a new results folder of the workdir (results.py).
 
-  `params`: the model's parameters (host arrays), by default those of the selected checkpoint
-  (trained_params);
+  `params`: the final training state's parameters (host arrays), which spare a checkpoint read;
+  by default, and whenever the run kept a best validation step (`train.keep_best`), those of
+  the selected checkpoint (trained_params), whose validation the report and trust gate use;
   `config.localize.model` (a workdir or an exported localizer folder) names another model.
   Returns the summary against ground truth (None without it).
   """
@@ -187,7 +188,7 @@ def localize_workdir(config, workdir, *, dataset=None, params=None):
 
     _, params, pretext = api.load_trained(model_dir)
   else:
-    if params is None:
+    if params is None or _selected_step(config, workdir) is not None:  # a kept best step, not the final state
       params = trained_params(config, workdir, model, task.example_batch(1))
     pretext = checkpoint_validation(config, workdir)
   localizer = task.make_localizer(model, params)
