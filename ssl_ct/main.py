@@ -84,6 +84,7 @@ def _workdir_outputs(config, workdir):
   folders = (
     "config.json",
     "checkpoints",
+    "best",  # checkpoint.BEST: train.keep_best's parameters
     "metrics.jsonl",
     "tensorboard",
     "localization",

@@ -20,7 +20,7 @@ import numpy as np
 import tifffile
 from absl.testing import absltest, parameterized
 
-from ssl_ct import convert, crop, outputs, phantoms, report
+from ssl_ct import convert, crop, main, outputs, phantoms, report
 from ssl_ct.configs import rotation_xenopus
 from ssl_ct.data import formats, intensity, pipeline, sources, zarr_writer
 from ssl_ct.errors import InputError
@@ -248,6 +248,18 @@ class OutputsApartTest(parameterized.TestCase):
     self.assertEqual(code, 2, err)
     self.assertIn("outside the data", err)
     self.assertEqual(helpers.tree_digest(data), before)
+
+  def test_data_inside_the_best_checkpoint_folder_is_refused(self):
+    workdir = tempfile.mkdtemp()
+    data = os.path.join(workdir, "best", "scan.npy")  # where train.keep_best writes
+    os.makedirs(os.path.dirname(data))
+    np.save(data, np.zeros((8, 8, 8), np.uint8))
+    before = helpers.tree_digest(os.path.dirname(data))
+    config = rotation_xenopus.get_config("tiny")
+    config.data.path = data
+    with self.assertRaisesRegex(InputError, "outside the data"):
+      main.run(config, workdir, "all")
+    self.assertEqual(helpers.tree_digest(os.path.dirname(data)), before)
 
   def test_read_only_output_folder_is_one_line(self):
     tmp = tempfile.mkdtemp()  # root ignores permission bits, so the check is what is tested here
