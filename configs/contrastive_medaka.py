@@ -43,6 +43,7 @@ def get_config(arg=None):
   config.model.width = 64  # channels of the first stage
   config.model.small_stem = False  # True: 3x3 stride-2 stem without max-pool, for small slices
   config.model.output_stride = 32  # input pixels per feature-map cell
+  config.model.dtype = "float32"  # compute dtype; "bfloat16" on a GPU/TPU (parameters stay float32)
   config.model.projection_hidden = 512  # units of the projection MLP
   config.model.projection_dim = 128  # the contrastive embedding
   config.model.predictor_hidden = 512 if arg.method == "moco" else 0  # MoCo v3's predictor; 0 = none (SimCLR)

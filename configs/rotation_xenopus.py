@@ -48,6 +48,7 @@ def get_config(arg=None):
   config.model.head_hidden = 256  # units of the angle head f_phi
   config.model.small_stem = False  # True: 3x3 stride-2 stem without max-pool, for small slices
   config.model.output_stride = 32  # input pixels per superpixel; smaller: later stages dilate, finer grid
+  config.model.dtype = "float32"  # compute dtype; "bfloat16" on a GPU/TPU (parameters stay float32)
 
   config.loss = ml_collections.ConfigDict()
   config.loss.name = "rotation_nll"

@@ -55,6 +55,7 @@ def get_config(arg=None):
   config.model.width = 64  # channels of the first stage (as the pre-trained encoder's)
   config.model.small_stem = False  # as the pre-trained encoder's
   config.model.output_stride = 16 if arg.decoder == "deeplabv3plus" else 32  # DeepLab dilates past 16
+  config.model.dtype = "float32"  # compute dtype; "bfloat16" on a GPU/TPU (parameters stay float32)
   config.model.aspp_rates = (6, 12, 18)  # atrous rates at output stride 16 (the DeepLabV3+ paper's)
 
   config.loss = ml_collections.ConfigDict()

@@ -52,6 +52,7 @@ def get_config(arg=None):
   config.model.dropout = 0.1  # rate before the feature map (MC dropout)
   config.model.small_stem = False  # True: 3x3 stride-2 stem without max-pool, for small slices
   config.model.output_stride = 32  # input pixels per superpixel; smaller: later stages dilate, finer grid
+  config.model.dtype = "float32"  # compute dtype; "bfloat16" on a GPU/TPU (parameters stay float32)
 
   config.loss = ml_collections.ConfigDict()
   config.loss.name = "pairwise_ranking"

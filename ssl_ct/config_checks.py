@@ -146,6 +146,7 @@ def validate_components(config):
     ("task", tasks.TASKS),
     ("model.name", resnet.ENCODERS),
     ("model.decoder", segmentation.DECODERS),
+    ("model.dtype", resnet.COMPUTE_DTYPES),
     ("opt.name", train.OPTIMIZERS),
     ("loss.name", losses.LOSSES),
   ):

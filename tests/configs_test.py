@@ -61,6 +61,7 @@ class ConfigTest(parameterized.TestCase):
     ("data.angles_deg", (30, 60)),
     ("data.synthetic.shape", (64, 32, 48)),
     ("model.dropout", 1.0),
+    ("model.dtype", "float16"),
     ("train.steps", 0),
     ("data.synthetic.kind", "zebrafish"),
     ("localize.twin_offsets", (0.05, 0.1)),  # fractions of the axis, as before: now slices

@@ -1,4 +1,7 @@
-"""ResNet shapes for every depth (jax.eval_shape: no compute), task heads, dropout switch."""
+"""ResNet shapes for every depth (jax.eval_shape: no compute), task heads, dropout switch, the
+bfloat16 compute dtype."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -6,12 +9,14 @@ import ml_collections
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from ssl_ct.models import heads, resnet
+from ssl_ct import losses, train
+from ssl_ct.configs import segment_medaka
+from ssl_ct.models import heads, resnet, segmentation
 
 
-def _model_config(name="resnet_tiny", dropout=0.0):
+def _model_config(name="resnet_tiny", dropout=0.0, **extra):
   return ml_collections.ConfigDict(
-    {"name": name, "width": 4, "dropout": dropout, "small_stem": True, "head_hidden": 8, "output_stride": 32}
+    {"name": name, "width": 4, "dropout": dropout, "small_stem": True, "head_hidden": 8, "output_stride": 32, **extra}
   )
 
 
@@ -81,6 +86,59 @@ class HeadsTest(absltest.TestCase):
     d, _ = model.apply(params, batch)
     self.assertGreater(float(jnp.abs(a - b).max()), 1e-6)
     np.testing.assert_array_equal(c, d)
+
+
+class ComputeDtypeTest(absltest.TestCase):
+  """config.model.dtype="bfloat16": bfloat16 convolutions, float32 parameters (master weights) and outputs."""
+
+  def setUp(self):
+    super().setUp()
+    rng = np.random.default_rng(0)
+    self.batch = {
+      "ref": jnp.asarray(rng.uniform(size=(4, 16, 16, 1)), jnp.float32),
+      "twin": jnp.asarray(rng.uniform(size=(4, 16, 16, 1)), jnp.float32),
+      "angle": jnp.arange(4),
+      "axis": jnp.array([0, 1, 2, 0]),
+    }
+    self.models = {dtype: heads.make_model(_model_config(dtype=dtype), num_classes=7) for dtype in ("float32", "bfloat16")}
+
+  def test_bfloat16_computes_in_bfloat16_and_returns_float32(self):
+    params = self.models["float32"].init(jax.random.key(0), self.batch)["params"]
+    logits32, _ = self.models["float32"].apply({"params": params}, self.batch)
+    logits16, out16 = self.models["bfloat16"].apply({"params": params}, self.batch)
+    encoder_out = self.models["bfloat16"].apply({"params": params}, self.batch["ref"], method="encode")
+    self.assertEqual(encoder_out["stages"][0].dtype, jnp.bfloat16)
+    self.assertEqual(logits16.dtype, jnp.float32)
+    self.assertEqual(out16["feature_map"].dtype, jnp.float32)
+    self.assertFalse(np.array_equal(logits16, logits32))  # it did compute in bfloat16
+    np.testing.assert_allclose(logits16, logits32, atol=0.05 * float(jnp.max(jnp.abs(logits32))))
+
+  def test_a_bfloat16_train_step_keeps_float32_parameters(self):
+    tx, schedule = train.make_optimizer(
+      ml_collections.ConfigDict({"name": "adamw", "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 0, "grad_clip": 1.0}), 10
+    )
+    step = functools.partial(train.train_step, loss_fn=losses.get_loss("rotation_nll"), schedule=schedule)
+    states, losses_of = {}, {}
+    for dtype, model in self.models.items():
+      state = train.create_train_state(model, self.batch, jax.random.key(0), tx)
+      states[dtype], metrics = jax.jit(step)(state, self.batch, jax.random.key(1))
+      losses_of[dtype] = float(metrics["loss"])
+    self.assertEqual({a.dtype for a in jax.tree.leaves(states["bfloat16"].params)}, {jnp.dtype(jnp.float32)})
+    self.assertAlmostEqual(losses_of["bfloat16"], losses_of["float32"], delta=0.02 * losses_of["float32"])
+
+  def test_decoders_return_float32_logits(self):
+    for decoder in segmentation.DECODERS:
+      config = segment_medaka.get_config("tiny").model
+      config.decoder, config.dtype = decoder, "bfloat16"
+      model = segmentation.make_model(config, num_classes=2)
+      batch = {"image": jnp.ones((1, 32, 32, 1))}
+      logits, _ = jax.eval_shape(lambda b, m=model: m.init_with_output(jax.random.key(0), b)[0], batch)
+      self.assertEqual((logits.shape, logits.dtype), ((1, 32, 32, 2), jnp.float32), decoder)
+
+  def test_runs_from_before_the_key_compute_in_float32(self):
+    self.assertEqual(resnet.get_compute_dtype(_model_config()), jnp.float32)
+    with self.assertRaisesRegex(ValueError, "valid names"):
+      resnet.get_compute_dtype(_model_config(dtype="float16"))
 
 
 if __name__ == "__main__":

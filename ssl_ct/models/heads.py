@@ -9,6 +9,7 @@
 import functools
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from ssl_ct.models import resnet
@@ -42,10 +43,11 @@ class RotationNet(nn.Module):
   @nn.compact
   def head(self, ref_Bxhxwxc, twin_Bxhxwxc):
     """f_phi: angle logits of pairs of feature maps."""
+    dtype = self.encoder.dtype
     pair = jnp.concatenate([ref_Bxhxwxc, twin_Bxhxwxc], axis=-1)
-    pair = nn.relu(nn.Conv(self.head_hidden, (1, 1), name="head_mix")(pair))
-    hidden = nn.relu(nn.Dense(self.head_hidden, name="head_hidden")(pair.reshape(pair.shape[0], -1)))
-    return nn.Dense(self.num_classes, name="head_out")(hidden)
+    pair = nn.relu(nn.Conv(self.head_hidden, (1, 1), dtype=dtype, name="head_mix")(pair))
+    hidden = nn.relu(nn.Dense(self.head_hidden, dtype=dtype, name="head_hidden")(pair.reshape(pair.shape[0], -1)))
+    return nn.Dense(self.num_classes, dtype=dtype, name="head_out")(hidden).astype(jnp.float32)
 
 
 class SortingNet(nn.Module):
@@ -70,18 +72,22 @@ class ContrastiveNet(nn.Module):
   def __call__(self, batch, *, deterministic=True):
     views_2BxNxNx1 = jnp.concatenate([batch["view1"], batch["view2"]])
     _, out = self.encoder(views_2BxNxNx1, deterministic=deterministic)
-    h = nn.relu(nn.LayerNorm(name="proj_norm")(nn.Dense(self.projection_hidden, name="proj_hidden")(out["embedding"])))
-    z_2BxD = nn.Dense(self.projection_dim, name="proj_out")(h)
+    dense, norm = functools.partial(nn.Dense, dtype=self.encoder.dtype), functools.partial(nn.LayerNorm, dtype=self.encoder.dtype)
+    h = nn.relu(norm(name="proj_norm")(dense(self.projection_hidden, name="proj_hidden")(out["embedding"])))
+    z_2BxD = dense(self.projection_dim, name="proj_out")(h)
     outputs = {"z": z_2BxD}
     if self.predictor_hidden:
-      q = nn.relu(nn.LayerNorm(name="pred_norm")(nn.Dense(self.predictor_hidden, name="pred_hidden")(z_2BxD)))
-      outputs["p"] = nn.Dense(self.projection_dim, name="pred_out")(q)
-    return outputs, out
+      q = nn.relu(norm(name="pred_norm")(dense(self.predictor_hidden, name="pred_hidden")(z_2BxD)))
+      outputs["p"] = dense(self.projection_dim, name="pred_out")(q)
+    return jax.tree.map(lambda a: a.astype(jnp.float32), outputs), out
 
 
 def make_contrastive_model(model_config):
   encoder = resnet.get_encoder(model_config.name)(
-    width=model_config.width, small_stem=model_config.small_stem, output_stride=model_config.output_stride
+    width=model_config.width,
+    small_stem=model_config.small_stem,
+    output_stride=model_config.output_stride,
+    dtype=resnet.get_compute_dtype(model_config),
   )
   return ContrastiveNet(
     encoder=encoder,
@@ -99,6 +105,7 @@ def make_model(model_config, num_classes=0):
     dropout_rate=model_config.dropout,
     small_stem=model_config.small_stem,
     output_stride=model_config.output_stride,
+    dtype=resnet.get_compute_dtype(model_config),
   )
   if num_classes:
     return RotationNet(encoder=encoder_cls(), num_classes=num_classes, head_hidden=model_config.head_hidden)

@@ -8,37 +8,56 @@ Dropout sits right before a final 1x1 "embed" convolution whose output is the fe
 (superpixel embeddings). A `jax.vmap` over dropout keys therefore batches only that 1x1
 convolution; the stages before it run once per slice.
 
+`dtype` is the compute dtype of convolutions and dense layers ("bfloat16" on accelerators);
+parameters stay float32 (the optimizer updates float32 master weights), GroupNorm computes its
+statistics in float32, and the returned logits, embedding and maps are float32.
+
 Shapes: B = batch, H, W = slice size, C = channels, h, w = feature-map size.
 """
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
+# config.model.dtype -> compute dtype.
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
-def _norm(channels, name=None, zero_init=False):
+
+def get_compute_dtype(model_config):
+  """The compute dtype `model_config.dtype` names; float32 for the configs of runs from before the key."""
+  name = model_config.dtype if "dtype" in model_config else "float32"
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f"unknown compute dtype {name!r}; valid names: {', '.join(COMPUTE_DTYPES)}")
+  return COMPUTE_DTYPES[name]
+
+
+def _norm(channels, name=None, zero_init=False, dtype=jnp.float32):
   """GroupNorm with groups of at least 4 channels; zero_init starts a residual branch at identity."""
   scale_init = nn.initializers.zeros if zero_init else nn.initializers.ones
-  return nn.GroupNorm(num_groups=min(32, max(1, channels // 4)), scale_init=scale_init, name=name)
+  return nn.GroupNorm(num_groups=min(32, max(1, channels // 4)), scale_init=scale_init, dtype=dtype, name=name)
 
 
 class BasicBlock(nn.Module):
   filters: int
   strides: int = 1
   dilation: int = 1
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
+    conv, norm = functools.partial(nn.Conv, dtype=self.dtype), functools.partial(_norm, dtype=self.dtype)
     residual = x
-    y = nn.Conv(self.filters, (3, 3), self.strides, kernel_dilation=self.dilation, use_bias=False)(x)
-    y = nn.relu(_norm(self.filters)(y))
-    y = nn.Conv(self.filters, (3, 3), kernel_dilation=self.dilation, use_bias=False)(y)
-    y = _norm(self.filters, zero_init=True)(y)
+    y = conv(self.filters, (3, 3), self.strides, kernel_dilation=self.dilation, use_bias=False)(x)
+    y = nn.relu(norm(self.filters)(y))
+    y = conv(self.filters, (3, 3), kernel_dilation=self.dilation, use_bias=False)(y)
+    y = norm(self.filters, zero_init=True)(y)
     if residual.shape != y.shape:
-      residual = nn.Conv(self.filters, (1, 1), self.strides, use_bias=False, name="proj")(residual)
-      residual = _norm(self.filters, name="proj_norm")(residual)
+      residual = conv(self.filters, (1, 1), self.strides, use_bias=False, name="proj")(residual)
+      residual = norm(self.filters, name="proj_norm")(residual)
     return nn.relu(residual + y)
 
 
@@ -46,19 +65,19 @@ class BottleneckBlock(nn.Module):
   filters: int
   strides: int = 1
   dilation: int = 1
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
+    conv, norm = functools.partial(nn.Conv, dtype=self.dtype), functools.partial(_norm, dtype=self.dtype)
     residual = x
-    y = nn.relu(_norm(self.filters)(nn.Conv(self.filters, (1, 1), use_bias=False)(x)))
-    y = nn.relu(
-      _norm(self.filters)(nn.Conv(self.filters, (3, 3), self.strides, kernel_dilation=self.dilation, use_bias=False)(y))
-    )
-    y = nn.Conv(self.filters * 4, (1, 1), use_bias=False)(y)
-    y = _norm(self.filters * 4, zero_init=True)(y)
+    y = nn.relu(norm(self.filters)(conv(self.filters, (1, 1), use_bias=False)(x)))
+    y = nn.relu(norm(self.filters)(conv(self.filters, (3, 3), self.strides, kernel_dilation=self.dilation, use_bias=False)(y)))
+    y = conv(self.filters * 4, (1, 1), use_bias=False)(y)
+    y = norm(self.filters * 4, zero_init=True)(y)
     if residual.shape != y.shape:
-      residual = nn.Conv(self.filters * 4, (1, 1), self.strides, use_bias=False, name="proj")(residual)
-      residual = _norm(self.filters * 4, name="proj_norm")(residual)
+      residual = conv(self.filters * 4, (1, 1), self.strides, use_bias=False, name="proj")(residual)
+      residual = norm(self.filters * 4, name="proj_norm")(residual)
     return nn.relu(residual + y)
 
 
@@ -79,15 +98,17 @@ class ResNet(nn.Module):
   # Input pixels per feature-map cell; stages past it keep their resolution and dilate
   # instead (DeepLab's output stride): a finer superpixel grid for the same receptive field.
   output_stride: int = 32
+  dtype: Any = jnp.float32  # compute dtype; parameters and outputs are float32
 
   @nn.compact
   def __call__(self, x_BxHxWx1, *, deterministic=True):
+    conv, norm = functools.partial(nn.Conv, dtype=self.dtype), functools.partial(_norm, dtype=self.dtype)
     x = x_BxHxWx1
     if self.small_stem:
-      x = nn.relu(_norm(self.width, name="stem_norm")(nn.Conv(self.width, (3, 3), 2, use_bias=False, name="stem")(x)))
+      x = nn.relu(norm(self.width, name="stem_norm")(conv(self.width, (3, 3), 2, use_bias=False, name="stem")(x)))
     else:
-      x = nn.Conv(self.width, (7, 7), 2, padding=[(3, 3), (3, 3)], use_bias=False, name="stem")(x)
-      x = nn.relu(_norm(self.width, name="stem_norm")(x))
+      x = conv(self.width, (7, 7), 2, padding=[(3, 3), (3, 3)], use_bias=False, name="stem")(x)
+      x = nn.relu(norm(self.width, name="stem_norm")(x))
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
     stem_map = x
     stride, dilation, stage_maps = (2 if self.small_stem else 4), 1, []
@@ -98,14 +119,15 @@ class ResNet(nn.Module):
           strides, dilation = 1, dilation * 2
         stride *= strides
         name = f"stage{stage + 1}_block{block + 1}"
-        x = self.block_cls(self.width * 2**stage, strides, dilation, name=name)(x)
+        x = self.block_cls(self.width * 2**stage, strides, dilation, dtype=self.dtype, name=name)(x)
       stage_maps.append(x)
     trunk_map_BxhxwxC = x  # what the MC dropout drops: the exact dropout variance needs it
     x = nn.Dropout(self.dropout_rate, name="mc_dropout")(x, deterministic=deterministic)
-    feature_map_BxhxwxC = nn.Conv(x.shape[-1], (1, 1), name="embed")(x)
+    feature_map_BxhxwxC = conv(x.shape[-1], (1, 1), name="embed")(x)
     embedding_BxC = jnp.mean(feature_map_BxhxwxC, axis=(1, 2))
-    logits = nn.Dense(self.num_outputs, name="head")(embedding_BxC) if self.num_outputs else embedding_BxC
+    logits = nn.Dense(self.num_outputs, dtype=self.dtype, name="head")(embedding_BxC) if self.num_outputs else embedding_BxC
     maps = {"feature_map": feature_map_BxhxwxC, "embedding": embedding_BxC, "trunk_map": trunk_map_BxhxwxC}
+    logits, maps = jax.tree.map(lambda a: a.astype(jnp.float32), (logits, maps))  # losses and localizers see float32
     return logits, {**maps, "stem": stem_map, "stages": tuple(stage_maps)}
 
 

@@ -3,12 +3,14 @@
 Both take {"image": B x H x W x 1} and return (logits_BxHxWxK at input resolution, out), `out`
 holding the encoder's maps. The encoder is the same `ResNet` the pretext tasks train (its
 parameters live under params["encoder"]), so a pre-trained encoder loads by name
-(ssl_ct/segment.py). GroupNorm throughout, as in the encoders: no batch statistics.
+(ssl_ct/segment.py). GroupNorm throughout, as in the encoders: no batch statistics. Decoders compute in the encoder's
+dtype and return float32 logits.
 
 Shapes: B batch, H, W input size, h, w a feature map's size, C channels, K classes.
 """
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -17,8 +19,8 @@ import jax.numpy as jnp
 from ssl_ct.models import resnet
 
 
-def _norm(channels):
-  return nn.GroupNorm(num_groups=min(32, max(1, channels // 4)))
+def _norm(channels, dtype):
+  return nn.GroupNorm(num_groups=min(32, max(1, channels // 4)), dtype=dtype)
 
 
 def _resize(x_BxhxwxC, hw):
@@ -29,11 +31,12 @@ class ConvNormRelu(nn.Module):
   channels: int
   kernel: int = 3
   dilation: int = 1
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    x = nn.Conv(self.channels, (self.kernel, self.kernel), kernel_dilation=self.dilation, use_bias=False)(x)
-    return nn.relu(_norm(self.channels)(x))
+    x = nn.Conv(self.channels, (self.kernel, self.kernel), kernel_dilation=self.dilation, use_bias=False, dtype=self.dtype)(x)
+    return nn.relu(_norm(self.channels, self.dtype)(x))
 
 
 class DeepLabV3Plus(nn.Module):
@@ -49,24 +52,25 @@ class DeepLabV3Plus(nn.Module):
   @nn.compact
   def __call__(self, batch, *, deterministic=True):
     image_BxHxWx1 = batch["image"]
+    block = functools.partial(ConvNormRelu, dtype=self.encoder.dtype)
     size = image_BxHxWx1.shape[1:3]
     _, out = self.encoder(image_BxHxWx1, deterministic=deterministic)
     high_Bxhxwxc = out["stages"][-1]
-    branches = [ConvNormRelu(self.aspp_channels, kernel=1, name="aspp_1x1")(high_Bxhxwxc)]
-    branches += [ConvNormRelu(self.aspp_channels, dilation=r, name=f"aspp_rate{r}")(high_Bxhxwxc) for r in self.rates]
+    branches = [block(self.aspp_channels, kernel=1, name="aspp_1x1")(high_Bxhxwxc)]
+    branches += [block(self.aspp_channels, dilation=r, name=f"aspp_rate{r}")(high_Bxhxwxc) for r in self.rates]
     pooled = jnp.mean(high_Bxhxwxc, axis=(1, 2), keepdims=True)
-    pooled = nn.relu(nn.Conv(self.aspp_channels, (1, 1), name="aspp_pool")(pooled))
+    pooled = nn.relu(nn.Conv(self.aspp_channels, (1, 1), dtype=self.encoder.dtype, name="aspp_pool")(pooled))
     branches.append(jnp.broadcast_to(pooled, (*high_Bxhxwxc.shape[:3], self.aspp_channels)))
-    x = ConvNormRelu(self.aspp_channels, kernel=1, name="aspp_project")(jnp.concatenate(branches, axis=-1))
+    x = block(self.aspp_channels, kernel=1, name="aspp_project")(jnp.concatenate(branches, axis=-1))
     x = nn.Dropout(0.1)(x, deterministic=deterministic)
     # The decoder's skip: the finest stage at no more than stride 4 (stride 2 with a small stem's first stage).
     low = next((s for s in out["stages"] if size[0] // s.shape[1] >= 4), out["stages"][0])
-    low = ConvNormRelu(self.low_level_channels, kernel=1, name="low_level")(low)
+    low = block(self.low_level_channels, kernel=1, name="low_level")(low)
     x = jnp.concatenate([_resize(x, low.shape[1:3]), low], axis=-1)
-    x = ConvNormRelu(self.aspp_channels, name="decoder_1")(x)
-    x = ConvNormRelu(self.aspp_channels, name="decoder_2")(x)
-    logits = nn.Conv(self.num_classes, (1, 1), name="classifier")(x)
-    return _resize(logits, size), out
+    x = block(self.aspp_channels, name="decoder_1")(x)
+    x = block(self.aspp_channels, name="decoder_2")(x)
+    logits = nn.Conv(self.num_classes, (1, 1), dtype=self.encoder.dtype, name="classifier")(x)
+    return _resize(logits.astype(jnp.float32), size), out
 
 
 class UNet(nn.Module):
@@ -79,16 +83,18 @@ class UNet(nn.Module):
   @nn.compact
   def __call__(self, batch, *, deterministic=True):
     image_BxHxWx1 = batch["image"]
+    block = functools.partial(ConvNormRelu, dtype=self.encoder.dtype)
     _, out = self.encoder(image_BxHxWx1, deterministic=deterministic)
     skips = [out["stem"], *out["stages"][:-1]]
     x = out["stages"][-1]
     for level, skip in reversed(list(enumerate(skips))):
       x = jnp.concatenate([_resize(x, skip.shape[1:3]), skip], axis=-1)
       channels = skip.shape[-1]
-      x = ConvNormRelu(channels, name=f"up{level}_1")(x)
-      x = ConvNormRelu(channels, name=f"up{level}_2")(x)
-    x = ConvNormRelu(skips[0].shape[-1], name="head")(_resize(x, image_BxHxWx1.shape[1:3]))
-    return nn.Conv(self.num_classes, (1, 1), name="classifier")(x), out
+      x = block(channels, name=f"up{level}_1")(x)
+      x = block(channels, name=f"up{level}_2")(x)
+    x = block(skips[0].shape[-1], name="head")(_resize(x, image_BxHxWx1.shape[1:3]))
+    logits = nn.Conv(self.num_classes, (1, 1), dtype=self.encoder.dtype, name="classifier")(x)
+    return logits.astype(jnp.float32), out
 
 
 DECODERS = {"deeplabv3plus": DeepLabV3Plus, "unet": UNet}
@@ -104,6 +110,7 @@ def make_model(model_config, num_classes):
     width=model_config.width,
     small_stem=model_config.small_stem,
     output_stride=model_config.output_stride,
+    dtype=resnet.get_compute_dtype(model_config),
   )()
   if model_config.decoder == "deeplabv3plus":
     return DeepLabV3Plus(encoder=encoder, num_classes=num_classes, rates=tuple(model_config.aspp_rates))
