@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import scipy.ndimage
 
-from ssl_ct import localize_rotation, tasks, train
+from ssl_ct import fusion, localize_rotation, tasks, train
 from ssl_ct.configs import rotation_xenopus
 from ssl_ct.data import fov, intensity, prepare
 from ssl_ct.data.volume import ArrayVolume
@@ -82,8 +82,9 @@ def main():
 
 
 def _rule(config):
-  skip = ("twin_offsets", "batch_size", "min_accuracy_over_chance", "model")
-  return {"floor": 1 / len(config.data.angles_deg), **{k: v for k, v in config.localize.items() if k not in skip}}
+  """The curve rule alone, as select_fusion.py replays it (no trim, no refinement: both act on the box after)."""
+  rule = tasks._rule(config.localize, "min_accuracy_over_chance", "model", "twin_offsets", "batch_size", *fusion.KEYS)
+  return {"floor": 1 / len(config.data.angles_deg), **rule}
 
 
 if __name__ == "__main__":
