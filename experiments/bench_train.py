@@ -55,6 +55,15 @@ def bench_step(task, config, steps):
   return steps * config.data.batch_size / (time.perf_counter() - start), compile_s, state.params
 
 
+def random_batch(task, batch_size):
+  """The task's example batch filled with uniform noise (floats) and zeros (labels), from seed 0."""
+  rng = np.random.default_rng(0)
+  return jax.tree.map(
+    lambda s: rng.uniform(size=s.shape).astype(s.dtype) if s.dtype == np.float32 else np.zeros(s.shape, s.dtype),
+    task.example_batch(batch_size),
+  )
+
+
 def bench_against_torch(task, config, steps, rounds):
   """Median ratio (and range) of JAX's train-step rate to the same network's in PyTorch, interleaved rounds."""
   import torch
@@ -62,11 +71,7 @@ def bench_against_torch(task, config, steps, rounds):
 
   model = task.make_model()
   tx, schedule = train.make_optimizer(config.opt, 100)
-  rng = np.random.default_rng(0)
-  batch = jax.tree.map(
-    lambda s: rng.uniform(size=s.shape).astype(s.dtype) if s.dtype == np.float32 else np.zeros(s.shape, s.dtype),
-    task.example_batch(config.data.batch_size),
-  )
+  batch = random_batch(task, config.data.batch_size)
   # The training loop's own step: batch sharded over every (host) device, state replicated.
   mesh = train.make_mesh()
   state = jax.device_put(train.create_train_state(model, batch, jax.random.key(0), tx), jax.sharding.NamedSharding(mesh, jax.P()))

@@ -17,6 +17,7 @@ import time
 
 os.environ["SSL_CT_XLA_DEFAULTS"] = "off"  # the baseline: XLA's own settings, before ssl_ct sets its flags
 
+import bench_train  # noqa: E402  (a sibling script, as bench_train imports torch_reference)
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -29,19 +30,11 @@ def _compiler_options():
   return {name: f"LIBRARY_FUSION_TYPE_{value.upper()}" for name, value in xla_flags.DEFAULTS.items()}
 
 
-def _random_batch(task, batch_size):
-  rng = np.random.default_rng(0)
-  return jax.tree.map(
-    lambda s: rng.uniform(size=s.shape).astype(s.dtype) if s.dtype == np.float32 else np.zeros(s.shape, s.dtype),
-    task.example_batch(batch_size),
-  )
-
-
 def train_step_case(config):
   """(fn, args, items per call, advance): a train step on a fixed random batch; the state is carried."""
   task = tasks.get_task(config)
   tx, schedule = train.make_optimizer(config.opt, 100)
-  batch = _random_batch(task, config.data.batch_size)
+  batch = bench_train.random_batch(task, config.data.batch_size)
   state = train.create_train_state(task.make_model(), batch, jax.random.key(0), tx)
   fn = functools.partial(train.train_step, loss_fn=losses.get_loss(config.loss.name), schedule=schedule)
   return fn, (state, batch, jax.random.key(1)), config.data.batch_size, lambda args, out: (out[0], *args[1:])
@@ -51,7 +44,7 @@ def encode_case(config, slices=64):
   """The encoder's forward pass on `slices` slices (localization's cost)."""
   task = tasks.get_task(config)
   model = task.make_model()
-  batch = _random_batch(task, 1)
+  batch = bench_train.random_batch(task, 1)
   params = model.init({"params": jax.random.key(0)}, batch)["params"]
   n = config.data.slice_size
   images = np.random.default_rng(0).uniform(size=(slices, n, n, 1)).astype(np.float32)
