@@ -70,26 +70,39 @@ if __name__ == "__main__":
   absltest.main()
 
 
+def _cell_means(array, factor):
+  """Mean over each factor^3 cell (the last along an axis may be short), cell by cell in float64: the reference."""
+  out = np.zeros([-(-n // factor) for n in array.shape])
+  for cell in np.ndindex(*out.shape):
+    out[cell] = array[tuple(slice(c * factor, (c + 1) * factor) for c in cell)].astype(np.float64).mean()
+  return out
+
+
 class StreamedDownscaleTest(absltest.TestCase):
   def test_slab_by_slab_equals_the_whole_volume_at_once(self):
     from ssl_ct.data import formats, volume
 
     array = np.random.default_rng(0).integers(0, 65535, (601, 9, 11)).astype(np.uint16)
     vol = volume.ArrayVolume(array, name="v")
-    whole = volume.block_mean(array.astype(np.float64), 4).astype(np.float32)
-    pieces = list(vol.downsample_slabs(4, slab_bytes=8 * 9 * 11 * 2))  # 8 planes a slab: many slabs
+    whole = _cell_means(array, 4)
+    np.testing.assert_allclose(volume.block_mean(array, 4), whole, rtol=1e-6)
+    pieces = list(vol.downsample_slabs(4, read_bytes=8 * 9 * 11 * 2))  # 8 planes a read: many slabs
     self.assertGreater(len(pieces), 70)
     np.testing.assert_allclose(np.concatenate([b for _, b in pieces]), whole, rtol=1e-6)
     out = os.path.join(tempfile.mkdtemp(), "d.zarr")  # 151 planes out: pieces of 2 gathered into two shard rows
     zarr_writer.write_slabs(iter(pieces), out, whole.shape, np.float32)
     np.testing.assert_array_equal(formats.open_volume(out).read(), np.concatenate([b for _, b in pieces]))
-    # A chunked store whose chunk rows exceed the slab budget is read in y bands of whole chunks.
+    # A chunked store whose chunk rows exceed the read budget is read in y bands of whole chunks; the
+    # bands (16 rows) and slabs (8 planes) do not align with the factor's cells (3), which straddle them.
     chunked = formats.open_volume(helpers.write_in_format(array[:70, :, :].repeat(5, axis=1), tempfile.mkdtemp(), "zarr2"))
     self.assertEqual(chunked.stream_chunk, (8, 8, 8))
-    reference = volume.block_mean(chunked.read().astype(np.float64), 3).astype(np.float32)
-    banded = list(chunked.downsample_slabs(3, slab_bytes=8 * 24 * 11 * 2))  # 8 planes x 24 rows: two bands a slab
+    reference = _cell_means(chunked.read(), 3)
+    banded = list(chunked.downsample_slabs(3, read_bytes=8 * 16 * 11 * 2))
     np.testing.assert_allclose(np.concatenate([b for _, b in banded]), reference, rtol=1e-6)
     self.assertEqual([z for z, _ in banded], list(np.cumsum([0] + [len(b) for _, b in banded[:-1]])))
+    # A factor larger than a slab: a cell's planes come from several slabs.
+    big = list(chunked.downsample_slabs(13, read_bytes=8 * 16 * 11 * 2))
+    np.testing.assert_allclose(np.concatenate([b for _, b in big]), _cell_means(chunked.read(), 13), rtol=1e-6)
     with self.assertRaisesRegex(ValueError, "arrived where"):
       zarr_writer.write_slabs(iter(pieces[1:]), os.path.join(tempfile.mkdtemp(), "e.zarr"), whole.shape, np.float32)
 

@@ -10,7 +10,6 @@ Shapes: D, H, W = the volume's z, y, x sizes.
 import abc
 import concurrent.futures
 import logging
-import math
 
 import numpy as np
 import tqdm
@@ -19,7 +18,7 @@ from ssl_ct.errors import InputError
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int8", "int16", "int32", "uint32", "float32", "float64")
 _SLAB_BYTES = 256 * 2**20  # Upper bound on one read when streaming a volume.
-_DOWNSAMPLE_SLAB_BYTES = 64 * 2**20  # one slab as stored, while downsampling (about three are in memory)
+_DOWNSAMPLE_READ_BYTES = 8 * 2**20  # one read as stored, while downsampling (two are in memory)
 
 
 class Volume(abc.ABC):
@@ -156,14 +155,16 @@ class Volume(abc.ABC):
       return self.read().astype(np.float32)
     return np.concatenate([block for _, block in self.downsample_slabs(factor, progress=progress)])
 
-  def downsample_slabs(self, factor, *, progress=False, slab_bytes=_DOWNSAMPLE_SLAB_BYTES):
+  def downsample_slabs(self, factor, *, progress=False, read_bytes=_DOWNSAMPLE_READ_BYTES):
     """Yields (z0, float32 block means of the next z planes) of the factor-downsampled volume, in order.
 
-    Streamed in bounded memory: boxes of whole storage chunks (at most about `slab_bytes` as
-    stored: a z slab, cut into y bands when one chunk row of planes is larger) are read once each,
-    in the volume's own dtype and without a decoded-chunk cache, the next one on a reader thread
-    while this one is reduced; the planes that do not fill a factor-deep block wait for the next
-    slab. Memory holds a few such boxes, whatever the volume's size.
+    Streamed in bounded memory: boxes of whole storage chunks of at most about `read_bytes` as
+    stored (z slabs, cut into y bands of whole chunks) are read once each, in the volume's own dtype
+    and without a decoded-chunk cache, the next one on a reader thread while this one is summed
+    into the factor-grid cells it overlaps. A cell that straddles boxes is summed from each, so boxes
+    need not align with the grid, and stay small whatever the factor: memory holds two boxes and
+    the output planes of one slab (reads of a few MiB are also freed to the system at once, where
+    larger ones left the allocator holding more), whatever the volume's size.
     """
     factor = int(factor)
     if factor < 1:
@@ -171,37 +172,39 @@ class Volume(abc.ABC):
     d, h, w = self.shape
     chunk_z, chunk_y = (self.stream_chunk or (1, 1, 1))[:2]
     plane_bytes = h * w * self.dtype.itemsize
-    rows = max(chunk_z, slab_bytes // plane_bytes // chunk_z * chunk_z)
-    band = h  # y rows per read: whole planes, or bands of whole chunks and whole blocks when a slab is too large
-    if rows * plane_bytes > slab_bytes:
-      unit = math.lcm(chunk_y, factor)
-      band = min(h, max(unit, slab_bytes // (rows * w * self.dtype.itemsize) // unit * unit))
+    rows = max(chunk_z, read_bytes // plane_bytes // chunk_z * chunk_z)
+    band = (
+      h
+      if rows * plane_bytes <= read_bytes
+      else min(h, max(chunk_y, read_bytes // (rows * w * self.dtype.itemsize) // chunk_y * chunk_y))
+    )
     boxes = [(z0, min(z0 + rows, d), y0, min(y0 + band, h)) for z0 in range(0, d, rows) for y0 in range(0, h, band)]
+    counts_z, counts_y, counts_x = (_cell_sizes(n, factor) for n in self.shape)
+    cells_yx = counts_y[:, None] * counts_x[None, :]
     source = self.streamed()
     read = lambda b: source.read((b[0], b[2], 0), (b[1], b[3], w))  # noqa: E731
-    carry, out_z, pieces = {}, 0, []
+    sums, first = np.zeros((0, len(counts_y), len(counts_x)), np.float32), 0  # output planes [first, first + len(sums)) so far
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as reader:
       ahead = reader.submit(read, boxes[0])
       for i, (z0, z1, y0, y1) in enumerate(tqdm.tqdm(boxes, desc=f"downsample {self.name}", disable=not progress, leave=False)):
-        slab = ahead.result()
+        box = ahead.result()
         if i + 1 < len(boxes):
           ahead = reader.submit(read, boxes[i + 1])
-        if self.dtype.kind == "f" and not np.isfinite(slab).all():
-          bad = z0 + int(np.argwhere(~np.isfinite(slab))[0, 0])
+        if self.dtype.kind == "f" and not np.isfinite(box).all():
+          bad = z0 + int(np.argwhere(~np.isfinite(box))[0, 0])
           raise InputError(
             f"{self.where}: slice {bad} along z of volume {self.name} holds NaN or Inf voxels; replace them (e.g. np.nan_to_num) before use"
           )
-        if y0 in carry:
-          slab = np.concatenate([carry.pop(y0), slab])
-        usable = len(slab) if z1 == d else len(slab) // factor * factor
-        if usable < len(slab):
-          carry[y0] = slab[usable:].copy()  # a copy: a view would keep the whole slab alive
-        if usable:
-          pieces.append(block_mean(slab[:usable], factor))
-        if y1 == h and pieces:  # every band of this slab: one piece of the result
-          block = pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
-          yield out_z, block
-          out_z, pieces = out_z + len(block), []
+        stop = -(-z1 // factor)
+        if first + len(sums) < stop:  # this slab's output planes, after the one it may share with the slab before
+          sums = np.concatenate([sums, np.zeros((stop - first - len(sums), *sums.shape[1:]), np.float32)])
+        part = block_sums(box, (z0, y0, 0), factor)
+        sums[z0 // factor - first : stop - first, y0 // factor : y0 // factor + part.shape[1]] += part
+        if y1 == h:  # the slab's last band: its complete output planes are final
+          done = stop - first if z1 == d else z1 // factor - first
+          if done:
+            yield first, sums[:done] / (counts_z[first : first + done, None, None] * cells_yx)
+            sums, first = sums[done:].copy(), first + done
 
   @property
   def stream_chunk(self):
@@ -213,26 +216,42 @@ class Volume(abc.ABC):
     return self
 
 
-def block_mean(x, factor):
-  """Float32 mean over non-overlapping factor^3 blocks; partial edge blocks average their own voxels.
+def _cell_sizes(n, factor):
+  """Voxels of each factor-grid cell along an axis of n voxels (the last cell may be short), as float32."""
+  return np.minimum(factor, n - factor * np.arange(-(-n // factor))).astype(np.float32)
 
-  Axis by axis, whole blocks as a reshaped sum (vectorized, summed in float32 straight from x's
-  dtype, no converted copy of x) and the partial block at the end on its own; the first axis
+
+def block_sums(x, origin, factor):
+  """Float32 sums of `x` over each cell of the factor grid it overlaps, `x` lying at voxel `origin`
+  of that grid: cells cut by x's faces hold the sum of their part inside x.
+
+  Axis by axis, whole cells as a reshaped sum (vectorized, summed in float32 straight from x's
+  dtype, no converted copy of x), the cut cells at either end on their own; the first axis
   already shrinks the array by `factor`.
   """
   for axis in range(x.ndim):
     n = x.shape[axis]
-    full = n // factor * factor
+    head = min(n, -origin[axis] % factor)  # voxels before the first cell boundary inside x
+    full = (n - head) // factor * factor
     lead = (slice(None),) * axis
-    parts = []
+    parts = [x[(*lead, slice(0, head))].sum(axis=axis, keepdims=True, dtype=np.float32)] if head else []
     if full:
-      whole = x[(*lead, slice(0, full))]
-      blocks = whole.reshape(whole.shape[:axis] + (full // factor, factor) + whole.shape[axis + 1 :])
-      parts.append(blocks.sum(axis=axis + 1, dtype=np.float32) / np.float32(factor))
-    if full < n:
-      parts.append(x[(*lead, slice(full, n))].sum(axis=axis, keepdims=True, dtype=np.float32) / np.float32(n - full))
+      whole = x[(*lead, slice(head, head + full))]
+      parts.append(
+        whole.reshape(whole.shape[:axis] + (full // factor, factor) + whole.shape[axis + 1 :]).sum(
+          axis=axis + 1, dtype=np.float32
+        )
+      )
+    if head + full < n:
+      parts.append(x[(*lead, slice(head + full, n))].sum(axis=axis, keepdims=True, dtype=np.float32))
     x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=axis)
   return x
+
+
+def block_mean(x, factor):
+  """Float32 mean over non-overlapping factor^3 blocks; partial edge blocks average their own voxels."""
+  sizes = [_cell_sizes(n, factor) for n in x.shape]
+  return block_sums(x, (0,) * x.ndim, factor) / (sizes[0][:, None, None] * sizes[1][None, :, None] * sizes[2][None, None, :])
 
 
 class ArrayVolume(Volume):
