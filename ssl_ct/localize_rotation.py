@@ -179,19 +179,47 @@ def _stack(groups, per_batch):
 
 
 def box_from_curves(curve_by_axis, **rule):
-  """{"start", "stop"} from the three axes' intervals, or None when any axis shows no sample."""
+  """{"start", "stop"} from the three axes' intervals (`axis_intervals`), or None when they show no sample."""
+  return _box(axis_intervals(curve_by_axis, **rule)[0])
+
+
+def _box(intervals):
+  return None if intervals is None else {"start": [i[0] for i in intervals], "stop": [i[1] for i in intervals]}
+
+
+def axis_intervals(curve_by_axis, **rule):
+  """(intervals per axis or None, axes whose curve showed no sample but were kept whole).
+
+  An axis whose curve shows no sample (a model that cannot read the orientation of slices cut
+  that way: accuracy near chance along it) while another axis bounds the sample (an interval
+  short of the whole axis) still holds that sample: it is kept whole rather than the volume
+  declared empty. With no axis bounding a sample, a curve without one means no sample.
+  """
   intervals = [curves.interval_from_curve(curve_by_axis[axis], **rule) for axis in range(3)]
-  if any(i is None for i in intervals):
-    return None
-  return {"start": [i[0] for i in intervals], "stop": [i[1] for i in intervals]}
+  lengths = [len(curve_by_axis[axis]) for axis in range(3)]
+  bounded = any(i is not None and i != (0, n) for i, n in zip(intervals, lengths))
+  blind = [axis for axis, i in enumerate(intervals) if i is None]
+  if not blind:
+    return intervals, []
+  if not bounded:
+    return None, []
+  return [(0, n) if i is None else i for i, n in zip(intervals, lengths)], blind
+
+
+def blind_note(axes):
+  """What the report says of axes kept whole for want of evidence, or ""."""
+  names = ", ".join("zyx"[a] for a in axes)
+  return f"no sample evidence along {names} (the model's certainty stays flat there): the whole axis kept" if axes else ""
 
 
 def box_and_extras(by_axis, volume, volume_fov, rule, core_rule=None):
   """(box or None, extras) from the curves: `rule`'s box, trimmed (ssl_ct/fusion.py) with the core
   of `core_rule` and the threshold baseline's box unless `core_rule` is None or the box fills the field."""
-  box = box_from_curves(by_axis, **rule)
+  intervals, blind = axis_intervals(by_axis, **rule)
+  box = _box(intervals)
   fills = box is not None and box == {"start": [0, 0, 0], "stop": list(volume.shape)}
   extras = {"curves": by_axis, "outcome": "no sample" if box is None else "fills the field" if fills else "sample box"}
+  extras["blind_axes"] = blind_note(blind)
   if core_rule is not None and box is not None and not fills:
     core = box_from_curves(by_axis, **core_rule)
     extras["untrimmed_box"] = box

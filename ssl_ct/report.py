@@ -120,14 +120,15 @@ def write_report(
   voxel_sizes=None,
   refinements=None,
   trims=None,
+  blind_axes=None,
 ):
   """boxes.json (method), baseline_boxes.json, metrics.json and report.md.
 
   `outcomes`: per volume "sample box", "fills the field" or "no sample"; `pretext`: the
   validation metrics of the pretext task at the checkpoint the boxes come from; `distrust`:
   why the model's own boxes (`model_boxes`, recorded, not cropped with) were replaced by null;
-  `refinements` and `trims`: per volume, what the box refinement and trimming did (recorded
-  beside the boxes).
+  `refinements`, `trims` and `blind_axes`: per volume, what the box refinement and trimming did
+  and which axes were kept whole for want of evidence (recorded beside the boxes).
   """
   voxel_sizes = {n: (list(v) if v else None) for n, v in (voxel_sizes or {}).items()}
   extra = {"outcomes": outcomes, "pretext": pretext or {}, "distrust": distrust, "voxel_size_um": voxel_sizes}
@@ -137,6 +138,8 @@ def write_report(
     extra["refinements"] = refinements
   if trims is not None:
     extra["trims"] = trims
+  if blind_axes is not None:
+    extra["blind_axes"] = blind_axes
   write_boxes(os.path.join(out_dir, "boxes.json"), boxes, method=method_name, crop_margin=crop_margin, **extra)
   write_boxes(os.path.join(out_dir, "baseline_boxes.json"), baseline_boxes, method="threshold baseline", crop_margin=crop_margin)
   lines = [f"# Localization report: {method_name}", "", _pretext_text(pretext), "", *notes, ""]

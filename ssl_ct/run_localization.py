@@ -82,6 +82,12 @@ def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None
       f"Box trimming: {moved} of {len(trims)} boxes cut back to the certainty's steady core and the threshold box"
       " where the certainty took in more (packing, a holder); each volume's note is in boxes.json (`trims`)."
     )
+  blind = {n: records[n]["blind_axes"] for n in names if records[n].get("blind_axes")}
+  if blind:
+    notes.append(
+      f"**{len(blind)} of {len(names)} boxes kept an axis whole** for want of evidence along it (the pretext model"
+      " cannot read slices cut that way; check its accuracy per axis): " + "; ".join(f"{n}: {t}" for n, t in blind.items()) + "."
+    )
   if refinements:
     notes.append(_refinement_note(refinements))
   return report.write_report(
@@ -101,6 +107,7 @@ def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None
     voxel_sizes={n: dataset.voxel_size(n) for n in names},
     refinements=refinements or None,
     trims=trims or None,
+    blind_axes=blind or None,
   )
 
 
@@ -136,6 +143,7 @@ def _localize_volume(dataset, localizer, volume, out_dir, *, plot, distrust):
     "outcome": diagnostics["outcome"],
     "refinement": diagnostics.get("refinement"),  # None: the localizer does not refine
     "trim": diagnostics.get("trim"),  # None: the localizer does not trim
+    "blind_axes": diagnostics.get("blind_axes"),  # None: the localizer has no per-axis evidence
   }
   truth_box = dataset.truth.get(name, {}).get("box")
   if truth_box is not None:

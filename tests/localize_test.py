@@ -67,14 +67,26 @@ class CurveRuleTest(absltest.TestCase):
     self.assertLessEqual(abs(start - 50), 3)
     self.assertLessEqual(abs(stop - 90), 3)
 
-  def test_box_is_none_when_one_axis_is_empty(self):
+  def test_an_axis_without_evidence_is_kept_whole_when_another_bounds_the_sample(self):
     # Moderate noise: this test is about assembling intervals; edges under heavy noise have their own test.
     by_axis = {0: _curve(noise=0.02), 1: _curve(start=10, stop=40, noise=0.02), 2: _curve(high=0.2, noise=0.02)}
-    self.assertIsNone(localize_rotation.box_from_curves(by_axis))
+    intervals, blind = localize_rotation.axis_intervals(by_axis)
+    self.assertEqual(blind, [2])  # x shows no sample, z and y bound one: x kept whole, not the volume called empty
+    self.assertEqual(intervals[2], (0, 100))
+    self.assertEqual(localize_rotation.box_from_curves(by_axis)["stop"][2], 100)
+    self.assertIn("along x", localize_rotation.blind_note(blind))
+    # No axis bounds a sample (flat, or high everywhere as a tube's wall can be): no sample.
+    chance = 1 / 7
+    flat = {axis: _curve(low=chance, high=chance, noise=0.02, seed=axis) for axis in range(3)}
+    flat[1] = _curve(start=0, stop=100, low=chance, high=0.9, noise=0.02)
+    self.assertEqual(curves.interval_from_curve(flat[1], floor=chance), (0, 100))
+    self.assertEqual(localize_rotation.axis_intervals(flat, floor=chance), (None, []))
+    self.assertIsNone(localize_rotation.box_from_curves(flat, floor=chance))
     by_axis[2] = _curve(start=5, stop=95, noise=0.02)
     intervals = [curves.interval_from_curve(by_axis[axis]) for axis in range(3)]
     box = localize_rotation.box_from_curves(by_axis)
     self.assertEqual(box, {"start": [i[0] for i in intervals], "stop": [i[1] for i in intervals]})
+    self.assertEqual(localize_rotation.axis_intervals(by_axis)[1], [])
     np.testing.assert_allclose(box["start"] + box["stop"], [30, 10, 5, 70, 40, 95], atol=2)
 
 
