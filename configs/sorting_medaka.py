@@ -121,6 +121,7 @@ def get_config(arg=None):
   # keeps at least 99.4% of every fish of seeds 4 and 5 at 1.07-1.11x the ideal box's volume;
   # without refinement the boxes end before the faint fins and tail, and 7.5% was needed (README).
   config.crop.margin = 0.01
+  config.crop.measured_margin = 0.01  # on the faces the refinement measured (ssl_ct/crop.py face_pads): not tuned here, the same
   config.crop.out_dir = ""  # where cropped volumes go; "" = <workdir>/cropped
   config.crop.margin_um = 0.0  # > 0: the margin in micrometres on every face instead (needs the voxel size)
   config.crop.levels = 0  # OME-Zarr pyramid levels of each crop; 0 = halve until <= 256 voxels a side

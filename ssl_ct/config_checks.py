@@ -87,6 +87,11 @@ _RULES = (
   ("localize.extent", lambda v: v in ("score", "variance"), "'score' or 'variance' (the paper's rule)"),
   ("localize.flat_fraction", lambda v: _is_num(v, 0, 0.5) and v > 0, "a fraction of the slices in (0, 0.5]"),
   ("crop.margin", lambda v: _is_num(v, 0, 0.5), "a fraction of the side in [0, 0.5]"),
+  (
+    "crop.measured_margin",
+    lambda v: _is_num(v, 0, 0.5),
+    "a fraction of the side in [0, 0.5] (crop.margin: the same on every face)",
+  ),
   ("crop.margin_um", lambda v: _is_num(v, 0), "micrometres >= 0 (0: use crop.margin)"),
   ("crop.levels", lambda v: _is_int(v, 0), "an integer >= 0 (0: automatic)"),
   (

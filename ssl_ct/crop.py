@@ -68,25 +68,47 @@ def margin_voxels(margin, shape, voxel_size_um=None):
   return [int(np.ceil(value / v)) for v in voxel_size_um]
 
 
-def margin_text(margin):
-  """'0.05 of each side', '40vox', '50um' for reports."""
-  return f"{margin:.3g} of each side" if isinstance(margin, (int, float)) else str(margin)
+def margin_text(margin, face_margins=()):
+  """'0.05 of each side', '40vox', '50um' for reports; with `face_margins` (the volumes cropped with
+  per-face margins), what replaced it there."""
+  text = f"{margin:.3g} of each side" if isinstance(margin, (int, float)) else str(margin)
+  if face_margins:
+    text += f" (less on the faces the localizer measured, in {len(face_margins)} volumes: boxes.json's face_margins)"
+  return text
 
 
-def margin_box(box, shape, margin, voxel_size_um=None):
-  """`box` grown by `margin` on every face, clipped to the volume; the whole volume for None."""
+def margin_box(box, shape, margin, voxel_size_um=None, face_pads=None):
+  """`box` grown by `margin` on every face (or by `face_pads`, [[before, after] voxels per axis],
+  when given), clipped to the volume; the whole volume for None."""
   if box is None:
     return {"start": [0, 0, 0], "stop": list(shape)}
-  pad = margin_voxels(margin, shape, voxel_size_um)
+  pads = face_pads or [[p, p] for p in margin_voxels(margin, shape, voxel_size_um)]
   return {
-    "start": [max(0, int(a) - p) for a, p in zip(box["start"], pad)],
-    "stop": [min(n, int(b) + p) for b, p, n in zip(box["stop"], pad, shape)],
+    "start": [max(0, int(a) - int(p[0])) for a, p in zip(box["start"], pads)],
+    "stop": [min(n, int(b) + int(p[1])) for b, p, n in zip(box["stop"], pads, shape)],
   }
 
 
-def crop_attributes(volume, box, margin, levels=0):
-  """What a crop's OME-Zarr records about itself: source, its shape and voxel size, the box, the margin, the crop."""
-  crop = margin_box(box, volume.shape, margin, volume.voxel_size_um)
+def _pair_of_counts(pair):
+  return (
+    isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pair)
+  )
+
+
+def face_pads(measured, shape, margin, measured_margin, factor=1):
+  """[[before, after] voxels per axis] of a box whose faces the localizer measured (`measured`,
+  ssl_ct/refine.py: where the growth found the sample's end): `measured_margin` of the side on
+  those (at least `factor` voxels, one voxel of the grid it was measured on, when above 0), the
+  uniform `margin` (a fraction or voxels) on the rest, and never more than it."""
+  uniform = margin_voxels(margin, shape)
+  small = [min(u, max(int(np.ceil(measured_margin * n)), factor if measured_margin > 0 else 0)) for u, n in zip(uniform, shape)]
+  return [[s if m else u for m in pair] for pair, s, u in zip(measured, small, uniform)]
+
+
+def crop_attributes(volume, box, margin, levels=0, pads=None):
+  """What a crop's OME-Zarr records about itself: source, its shape and voxel size, the box, the margin
+  (and the per-face margins `pads` that replaced it, if any), the crop."""
+  crop = margin_box(box, volume.shape, margin, volume.voxel_size_um, pads)
   shape = np.subtract(crop["stop"], crop["start"])
   return {
     "format": f"ome-zarr {zarr_writer.OME_VERSION}",
@@ -96,13 +118,14 @@ def crop_attributes(volume, box, margin, levels=0):
     "sample_found": box is not None,
     "box": box,
     "margin": margin,
+    "face_margins": pads,
     "crop": crop,
     "levels": zarr_writer.pyramid_levels(shape, levels),
   }
 
 
 # A finished crop with the same values of these is the crop asked for and is kept.
-_SAME_CROP = ("format", "source", "source_shape", "voxel_size_um", "box", "margin", "levels")
+_SAME_CROP = ("format", "source", "source_shape", "voxel_size_um", "box", "margin", "face_margins", "levels")
 
 
 def _existing_crop(out_path):
@@ -133,10 +156,10 @@ def _record(volume, attributes, out_path, out_bytes, reused=False):
   }
 
 
-def crop_volume(volume, box, out_path, *, margin, overwrite=False, progress=True, levels=0):
+def crop_volume(volume, box, out_path, *, margin, overwrite=False, progress=True, levels=0, pads=None):
   """Writes the crop of `volume` to `out_path` as OME-Zarr (voxel size, translation to the crop's
   origin in the source, a pyramid of `levels`, 0 = auto); returns its record for the crop report."""
-  attributes = crop_attributes(volume, box, margin, levels)
+  attributes = crop_attributes(volume, box, margin, levels, pads)
   crop = attributes["crop"]
   out_bytes = zarr_writer.write_ome_zarr(
     volume,
@@ -159,7 +182,7 @@ def _recall(volume, crop, truth_entry, root):
   return evaluate.box_metrics(crop, truth_entry["box"], volume.shape, mask)["recall"]
 
 
-def _plan(chosen, boxes, out_paths, margin, overwrite, levels=0):
+def _plan(chosen, boxes, out_paths, margin, overwrite, levels=0, pads=None):
   """{name: "write" | "reuse"}, decided for every volume before any is written."""
   plan = {}
   for v in chosen:
@@ -168,7 +191,7 @@ def _plan(chosen, boxes, out_paths, margin, overwrite, levels=0):
       plan[v.name] = "write"
       continue
     existing = _existing_crop(path)
-    wanted = json.loads(json.dumps(crop_attributes(v, boxes[v.name], margin, levels)))
+    wanted = json.loads(json.dumps(crop_attributes(v, boxes[v.name], margin, levels, (pads or {}).get(v.name))))
     if existing is not None and all(existing.get(k) == wanted[k] for k in _SAME_CROP):
       plan[v.name] = "reuse"  # a complete crop of the same source, box and margin (outputs appear only when complete)
     elif overwrite:
@@ -194,11 +217,21 @@ def crop_all(
   inputs=(),
   boxes_name="boxes.json",
   levels=0,
+  face_margins=None,
 ):
   """Crops every volume with an entry in `boxes`; writes crop_report.json and crop.md; returns the report.
 
   `inputs`: the user's data paths (see sources.input_paths); no output may touch them.
+  `face_margins`: {name: [[before, after] voxels per axis]} (boxes.json's, from the localizer's
+  measured faces) replacing `margin` for the volumes it names.
   """
+  face_margins = face_margins or {}
+  for name, pads in face_margins.items():
+    if not (isinstance(pads, list) and len(pads) == 3 and all(_pair_of_counts(p) for p in pads)):
+      raise InputError(
+        f"{boxes_name}: face_margins[{name!r}] is {pads!r}, not [[before, after] voxels] for z, y and x; "
+        "fix or remove it (then the uniform margin applies)"
+      )
   missing = sorted(set(boxes) - {v.name for v in volumes})
   if missing:
     raise InputError(f"{boxes_name} names volumes not found in the data: {', '.join(missing)}; check --data")
@@ -214,27 +247,34 @@ def crop_all(
     if os.path.lexists(path) and not outputs.is_ours(path):
       raise InputError(f"{path} exists and was not written by ssl_ct; choose another --out")
   for v in chosen:  # a margin in micrometres needs every volume's voxel size: refused before anything is written
-    margin_box(boxes[v.name], v.shape, margin, v.voxel_size_um)
-  _plan(chosen, boxes, out_paths, margin, overwrite, levels)  # every refusal before anything is created
+    margin_box(boxes[v.name], v.shape, margin, v.voxel_size_um, face_margins.get(v.name))
+  _plan(chosen, boxes, out_paths, margin, overwrite, levels, face_margins)  # every refusal before anything is created
   lock = outputs.lock_folder(out_dir, "crop folder")
   try:
-    plan = _plan(chosen, boxes, out_paths, margin, overwrite, levels)
+    plan = _plan(chosen, boxes, out_paths, margin, overwrite, levels, face_margins)
     records = {}
     for v in chosen:
       path = out_paths[v.name]
       if plan[v.name] == "reuse":
         outputs.remove_stale_partials(path)
-        records[v.name] = _record(
-          v, crop_attributes(v, boxes[v.name], margin, levels), path, zarr_writer.directory_bytes(path), reused=True
-        )
+        attributes = crop_attributes(v, boxes[v.name], margin, levels, face_margins.get(v.name))
+        records[v.name] = _record(v, attributes, path, zarr_writer.directory_bytes(path), reused=True)
       else:
         records[v.name] = crop_volume(
-          v, boxes[v.name], path, margin=margin, overwrite=overwrite, progress=progress, levels=levels
+          v,
+          boxes[v.name],
+          path,
+          margin=margin,
+          overwrite=overwrite,
+          progress=progress,
+          levels=levels,
+          pads=face_margins.get(v.name),
         )
       recall = _recall(v, records[v.name]["crop"], (truth_entries or {}).get(v.name), root)
       if recall is not None:
         records[v.name]["sample_recall"] = recall
     result = {outputs.MARKER: {"kind": "crop_report"}, "margin": margin, "summary": _summary(records), "per_volume": records}
+    result["face_margins"] = sorted(n for n in face_margins if n in records)
     outputs.write_json(os.path.join(out_dir, "crop_report.json"), result)
     outputs.write_text(os.path.join(out_dir, "crop.md"), _markdown(result))
   finally:
@@ -262,7 +302,7 @@ def _summary(records):
 
 def _markdown(result):
   mib = 2**20
-  lines = [f"# Crop report (margin {margin_text(result['margin'])})", ""]
+  lines = [f"# Crop report (margin {margin_text(result['margin'], result.get('face_margins'))})", ""]
   lines += [
     "| volume | crop [start, stop) | voxel size (µm) | crop size (µm) | MiB before | MiB after | storage reduction | sample recall |",
     "|---|---|---|---|---|---|---|---|",
@@ -292,7 +332,7 @@ def summary_line(result, out_dir):
   )
   reused = f" ({s['reused']} already done)" if s.get("reused") else ""
   return (
-    f"cropped {s['volumes']} volumes{reused} into {out_dir} at a margin of {margin_text(result['margin'])}: "
+    f"cropped {s['volumes']} volumes{reused} into {out_dir} at a margin of {margin_text(result['margin'], result.get('face_margins'))}: "
     f"{s['bytes_before'] / 2**20:.1f} MiB -> {s['bytes_after'] / 2**20:.1f} MiB"
     f" ({100 * s['storage_reduction']:.1f}% storage reduction{recall}); details in {os.path.join(out_dir, 'crop.md')}"
   )
@@ -300,7 +340,7 @@ def summary_line(result, out_dir):
 
 def crop_from_workdir(config, workdir, dataset, *, overwrite=False, progress=True):
   """`main --mode=crop`: crops the input volumes by the workdir's latest localization boxes."""
-  boxes, _ = report.read_boxes(os.path.join(results.latest(workdir), "boxes.json"))
+  boxes, meta = report.read_boxes(os.path.join(results.latest(workdir), "boxes.json"))
   root = prepare.data_root(config.data, workdir, progress)
   inputs = sources.open_volumes(root, fill_missing=config.data.fill_missing, voxel_size_um=config.data.voxel_size_um)
   out_dir = config.crop.out_dir or os.path.join(workdir, "cropped")
@@ -309,6 +349,7 @@ def crop_from_workdir(config, workdir, dataset, *, overwrite=False, progress=Tru
     inputs,
     out_dir,
     margin=f"{config.crop.margin_um:g}um" if config.crop.margin_um > 0 else config.crop.margin,
+    face_margins=None if config.crop.margin_um > 0 else meta.get("face_margins"),
     levels=config.crop.levels,
     overwrite=overwrite,
     truth_entries=dataset.truth,
@@ -332,7 +373,7 @@ def _flags():
     "margin",
     None,
     "safety margin on every face: a fraction of each side (0.05), voxels (40vox) or a length (50um, 0.2mm; needs"
-    f" the voxel size); default: boxes.json's, else {DEFAULT_MARGIN}",
+    f" the voxel size); default: boxes.json's (per face where it records face_margins), else {DEFAULT_MARGIN}",
     flag_values=fv,
   )
   flags.DEFINE_string(
@@ -386,6 +427,7 @@ def main(argv=None):
       progress=not args.quiet,
       inputs=sources.input_paths(args.data),
       boxes_name=args.boxes,
+      face_margins=meta.get("face_margins") if args.margin is None else None,  # --margin: the same on every face
     )
 
   print(summary_line(exit_on_input_error(run), args.out))

@@ -144,7 +144,7 @@ def _grow(hits, start, stop, offset, low, high, max_gap):
   return new_start, new_stop
 
 
-def refine_box(
+def refine_box_faces(
   volume,
   box,
   axis,
@@ -159,7 +159,9 @@ def refine_box(
   min_sample_slices=0.5,
   min_coverage=0.0,
 ):
-  """(box, note): `box` ({"start", "stop"}, half-open, on the volume's grid) grown to the faint sample, unchanged, or None.
+  """(box, note, measured): `box` ({"start", "stop"}, half-open, on the volume's grid) grown to the
+  faint sample, unchanged, or None; `measured` (`_measured_faces`, None without a box) says which
+  faces the growth found the sample's end at (none when it could not run: too few empty slices).
 
   `band`: how far a face may move, fraction of the volume's side along that dimension;
   `guard`: slices next to the box left out of the background, fraction of the axis (at least 2);
@@ -174,7 +176,7 @@ def refine_box(
   The note says what moved, or why nothing could ("" when nothing needed to).
   """
   if box is None:
-    return None, ""
+    return None, "", None
   length = volume.shape[axis]
   guard_slices = max(2, int(round(guard * length)))
   needed = max(8, int(np.ceil(min_background * length)))
@@ -197,16 +199,33 @@ def refine_box(
     ends = [(0, needed), (length - needed, length)]
     whole = ([0, 0, 0], list(volume.shape))
     covers.append(_grow_to_foreground(volume, axis, [axis], ends, *whole, start, stop, "the volume's", **rule))
+  banded = [list(start), list(stop)]  # the box the band is laid around
   status, note = _grow_in_band(volume, axis, start, stop, **local)
   if status == "no sample" and min_coverage > 0:  # a box beside the sample rather than none: grown to it first
     covers.append(cover_plane())
     if covers[-1]:
+      banded = [list(start), list(stop)]
       status, note = _grow_in_band(volume, axis, start, stop, **local)
   if status == "no sample":
-    return None, note
+    return None, note, None
   if status == "grown" and min_coverage > 0:
     covers.append(cover_plane())
-  return _result(box, start, stop, "; ".join(filter(None, [*covers, note])))
+  measured = _measured_faces(volume.shape, *banded, start, stop, band) if status == "grown" else [[False, False]] * 3
+  return (*_result(box, start, stop, "; ".join(filter(None, [*covers, note]))), measured)
+
+
+def refine_box(volume, box, axis, **settings):
+  """(box, note) of `refine_box_faces`."""
+  return refine_box_faces(volume, box, axis, **settings)[:2]
+
+
+def _measured_faces(shape, band_start, band_stop, start, stop, band):
+  """[[start measured, stop measured] per dimension]: a face the growth stopped short of its band's
+  limit ended where the foreground did (the slices beyond it looked empty); a face at the limit
+  may have more sample past it. A face on the volume's boundary has nothing past it to lose."""
+  lo = [max(0, a - int(np.ceil(band * n))) for a, n in zip(band_start, shape)]
+  hi = [min(n, b + int(np.ceil(band * n))) for b, n in zip(band_stop, shape)]
+  return [[a == 0 or a != low, b == n or b != high] for a, b, low, high, n in zip(start, stop, lo, hi, shape)]
 
 
 def _grow_in_band(
@@ -338,7 +357,9 @@ class Refined:
     if box is None or extras.get("outcome") == "fills the field":
       return box, extras
     extras["coarse_box"] = box
-    box, extras["refinement"] = refine_box(volume, box, self.axis_of(volume.shape), **self.settings)
+    box, extras["refinement"], extras["measured_faces"] = refine_box_faces(
+      volume, box, self.axis_of(volume.shape), **self.settings
+    )
     if box is None:
       extras["outcome"] = "no sample"
     return box, extras

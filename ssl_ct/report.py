@@ -121,6 +121,7 @@ def write_report(
   refinements=None,
   trims=None,
   blind_axes=None,
+  face_margins=None,
 ):
   """boxes.json (method), baseline_boxes.json, metrics.json and report.md.
 
@@ -128,7 +129,8 @@ def write_report(
   validation metrics of the pretext task at the checkpoint the boxes come from; `distrust`:
   why the model's own boxes (`model_boxes`, recorded, not cropped with) were replaced by null;
   `refinements`, `trims` and `blind_axes`: per volume, what the box refinement and trimming did
-  and which axes were kept whole for want of evidence (recorded beside the boxes).
+  and which axes were kept whole for want of evidence (recorded beside the boxes); `face_margins`:
+  per volume the crop's [before, after] voxels per axis (ssl_ct/crop.py face_pads).
   """
   voxel_sizes = {n: (list(v) if v else None) for n, v in (voxel_sizes or {}).items()}
   extra = {"outcomes": outcomes, "pretext": pretext or {}, "distrust": distrust, "voxel_size_um": voxel_sizes}
@@ -140,6 +142,8 @@ def write_report(
     extra["trims"] = trims
   if blind_axes is not None:
     extra["blind_axes"] = blind_axes
+  if face_margins is not None:
+    extra["face_margins"] = face_margins
   write_boxes(os.path.join(out_dir, "boxes.json"), boxes, method=method_name, crop_margin=crop_margin, **extra)
   write_boxes(os.path.join(out_dir, "baseline_boxes.json"), baseline_boxes, method="threshold baseline", crop_margin=crop_margin)
   lines = [f"# Localization report: {method_name}", "", _pretext_text(pretext), "", *notes, ""]

@@ -17,6 +17,7 @@ from ssl_ct import (
   baseline,
   checkpoint,
   compilation_cache,
+  crop,
   evaluate,
   metric_writer,
   outputs,
@@ -36,13 +37,17 @@ _STYLES = {
 }
 
 
-def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None, pretext=None, distrust="", share=None):
+def localize_dataset(
+  dataset, localizer, out_dir, *, plot=True, crop_margin=None, measured_margin=None, pretext=None, distrust="", share=None
+):
   """Runs `localizer` and the baseline on every volume; returns the summary (or None without truth).
 
   `localizer`: localize(volume, fov, value_range) -> (box or None, diagnostics) on the analysed
   grid, and save(out_dir, name, diagnostics, ...) for its own figures and arrays.
   `crop_margin`: the margin the boxes are to be cropped with, and `pretext` the validation
-  metrics of the checkpoint, both recorded in boxes.json and the report. `distrust`: why the
+  metrics of the checkpoint, both recorded in boxes.json and the report; `measured_margin`: the
+  margin (fraction of the side) on the faces the localizer measured (ssl_ct/refine.py), recorded
+  per volume in boxes.json's `face_margins` (input voxels), which crops use. `distrust`: why the
   model's boxes cannot be trusted ("" when they can): then every box is null (the whole volume
   is kept by a crop) and the model's own boxes are recorded beside them, not cropped with.
   `share`: (process index, process count, barrier) of a multi-process job: each process
@@ -52,8 +57,9 @@ def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None
   index, count, barrier = share or (0, 1, None)
   os.makedirs(out_dir, exist_ok=True)  # sub-folders appear with the figures
   mine = dataset.volumes[index::count]
+  margins = None if crop_margin is None or measured_margin is None else (crop_margin, measured_margin)
   records = {
-    v.name: _localize_volume(dataset, localizer, v, out_dir, plot=plot, distrust=distrust)
+    v.name: _localize_volume(dataset, localizer, v, out_dir, plot=plot, distrust=distrust, margins=margins)
     for v in tqdm.tqdm(mine, desc="localize" if count == 1 else f"localize (process {index} of {count})", unit="vol")
   }
   if count > 1:
@@ -108,6 +114,7 @@ def localize_dataset(dataset, localizer, out_dir, *, plot=True, crop_margin=None
     refinements=refinements or None,
     trims=trims or None,
     blind_axes=blind or None,
+    face_margins={n: records[n]["face_margins"] for n in names if "face_margins" in records[n]} or None,
   )
 
 
@@ -128,7 +135,7 @@ def _refinement_note(refinements):
   return text
 
 
-def _localize_volume(dataset, localizer, volume, out_dir, *, plot, distrust):
+def _localize_volume(dataset, localizer, volume, out_dir, *, plot, distrust, margins=None):
   """One volume's boxes (input voxels), outcome and, with ground truth, metrics; saves its figures."""
   name, volume_fov, value_range = volume.name, dataset.fovs[volume.name], dataset.ranges[volume.name]
   factor, shape = dataset.factor(name), dataset.input_shape(name)
@@ -145,6 +152,9 @@ def _localize_volume(dataset, localizer, volume, out_dir, *, plot, distrust):
     "trim": diagnostics.get("trim"),  # None: the localizer does not trim
     "blind_axes": diagnostics.get("blind_axes"),  # None: the localizer has no per-axis evidence
   }
+  measured = diagnostics.get("measured_faces")
+  if margins and measured and record["box"] is not None:  # per-face crop margins, input voxels
+    record["face_margins"] = crop.face_pads(measured, shape, *margins, factor=factor)
   truth_box = dataset.truth.get(name, {}).get("box")
   if truth_box is not None:
     mask = truth.read_mask(dataset.root, dataset.truth[name])
@@ -201,8 +211,12 @@ def localize_workdir(config, workdir, *, dataset=None, params=None):
     pretext = checkpoint_validation(config, workdir)
   localizer = task.make_localizer(model, params)
   margin = config.crop.margin if "crop" in config else None
+  measured = config.crop.get("measured_margin") if "crop" in config else None  # configs before the key: None
+  measured = None if measured == margin else measured  # the same on every face: no per-face record
   distrust = task.distrust(pretext)
-  run = functools.partial(localize_dataset, dataset, localizer, crop_margin=margin, pretext=pretext, distrust=distrust)
+  run = functools.partial(
+    localize_dataset, dataset, localizer, crop_margin=margin, measured_margin=measured, pretext=pretext, distrust=distrust
+  )
   if jax.process_count() > 1:  # every process its share of the volumes, into process 0's results folder
     share = (jax.process_index(), jax.process_count(), multihost_utils.sync_global_devices)
     if jax.process_index() != 0:

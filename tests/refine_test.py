@@ -44,6 +44,23 @@ class RefineTest(absltest.TestCase):
     box, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0, band=0.1)
     self.assertEqual(box["stop"][0], 62)  # 50 + 0.1 * 120
 
+  def test_measured_faces_are_those_the_growth_stopped_short_of_its_band(self):
+    data = _tube(seed=2)
+    data[30:70, 16:32, 16:32] += 60.0
+    coarse = {"start": [30, 16, 16], "stop": [50, 32, 32]}  # the sample goes on past the band along z
+    box, _, measured = refine.refine_box_faces(ArrayVolume(data), coarse, axis=0, band=0.1)
+    self.assertEqual(box["stop"][0], 62)  # at the band's limit: more sample may lie past it
+    self.assertEqual(measured, [[True, False], [True, True], [True, True]])
+    whole = refine.refine_box_faces(ArrayVolume(data), {"start": [30, 16, 16], "stop": [70, 32, 32]}, axis=0)
+    self.assertEqual(whole[2], [[True, True]] * 3)  # the sample's ends found inside the band on every face
+    # Too few empty slices to compare against: nothing measured.
+    _, note, measured = refine.refine_box_faces(ArrayVolume(data), {"start": [4, 16, 16], "stop": [116, 32, 32]}, axis=0)
+    self.assertIn("not refined", note)
+    self.assertEqual(measured, [[False, False]] * 3)
+    # A face on the volume's boundary has nothing past it to lose; one at its band's limit (10 +- 10 here) may.
+    faces = refine._measured_faces((40, 40, 40), [10, 10, 10], [20, 20, 20], [0, 8, 0], [30, 20, 40], band=0.25)
+    self.assertEqual(faces, [[True, False], [True, True], [True, True]])
+
   def test_a_box_around_nothing_is_no_sample(self):
     data = _tube(seed=4)
     data[10:14, 30:33, 30:33] += 60.0  # a speck of debris: a few slices, not the box

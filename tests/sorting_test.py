@@ -258,6 +258,23 @@ class CropTest(absltest.TestCase):
     with self.assertRaisesRegex(InputError, "cropped differently"):
       crop.crop_all({"scan": box}, [volume], os.path.dirname(out), margin=0.2)
 
+  def test_face_margins_replace_the_uniform_margin_where_given(self):
+    tmp = tempfile.mkdtemp()
+    volume = ArrayVolume(np.arange(30 * 20 * 24, dtype=np.float32).reshape(30, 20, 24), name="scan")
+    other = ArrayVolume(np.ones((30, 20, 24), np.float32), name="other")
+    box = {"start": [5, 4, 6], "stop": [20, 15, 18]}
+    pads = [[1, 2], [0, 3], [4, 0]]
+    result = crop.crop_all({"scan": box, "other": box}, [volume, other], tmp, margin=0.1, face_margins={"scan": pads})
+    self.assertEqual(result["per_volume"]["scan"]["crop"], {"start": [4, 4, 2], "stop": [22, 18, 18]})
+    self.assertEqual(result["per_volume"]["other"]["crop"], {"start": [2, 2, 3], "stop": [23, 17, 21]})  # uniform 0.1
+    self.assertEqual(result["face_margins"], ["scan"])
+    with open(os.path.join(tmp, "crop.md")) as f:
+      self.assertIn("less on the faces the localizer measured", f.read())
+    with self.assertRaisesRegex(InputError, "cropped differently"):  # other face margins: another crop
+      crop.crop_all({"scan": box}, [volume], tmp, margin=0.1, face_margins={"scan": [[0, 0]] * 3})
+    with self.assertRaisesRegex(InputError, r"face_margins\['scan'\].*before, after"):
+      crop.crop_all({"scan": box}, [volume], tempfile.mkdtemp(), margin=0.1, face_margins={"scan": [[1, -2], [0, 0], [0, 0]]})
+
   def test_bytes_before_are_the_inputs_bytes_on_disk(self):
     tmp = tempfile.mkdtemp()
     source_DxHxW = np.zeros((32, 32, 32), np.uint16)  # compresses to a fraction of its 64 KiB

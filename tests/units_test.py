@@ -113,6 +113,14 @@ class MarginTest(absltest.TestCase):
     self.assertEqual(crop.margin_box(box, shape, "45vox"), {"start": [0, 5, 15], "stop": [100, 195, 345]})
     with self.assertRaisesRegex(InputError, "needs the voxel size"):
       crop.margin_voxels("10um", shape)
+    # Per face: the measured faces get the smaller margin (at least one voxel of the grid measured on), never more than the uniform one.
+    measured = [[True, False], [False, True], [True, True]]
+    pads = crop.face_pads(measured, shape, 0.05, 0.01)
+    self.assertEqual(pads, [[1, 5], [10, 2], [4, 4]])
+    self.assertEqual(crop.face_pads(measured, shape, 0.05, 0.01, factor=3)[0], [3, 5])
+    self.assertEqual(crop.face_pads(measured, shape, 0.05, 0.0)[2], [0, 0])
+    self.assertEqual(crop.face_pads(measured, shape, 0.01, 0.05), [[1, 1], [2, 2], [4, 4]])
+    self.assertEqual(crop.margin_box(box, shape, 0.05, face_pads=pads), {"start": [39, 40, 56], "stop": [65, 152, 304]})
     for bad in ("wide", "0.9", "10 parsecs", -0.1):
       with self.assertRaises(ValueError):
         crop.parse_margin(bad)

@@ -1,0 +1,107 @@
+r"""How small can the crop margin be on the faces the refinement measured?
+
+  python -m ssl_ct.main --config=configs/rotation_xenopus.py:demo --workdir=W      # trains, localizes
+  python experiments/select_margin.py --workdirs=W4,W4P [--measured-margins=0,0.005,0.01,0.02,0.03,0.05] [--min-kept=0.995]
+
+Replays each workdir's latest rotation localization on its saved certainty curves and baseline
+boxes (no network run): the run's box rule, the trim, then the refinement
+(`refine.refine_box_faces`), which says which faces it measured: the growth stopped short of its
+band, so the slices past the face looked empty. Each candidate margin goes on those faces, the
+run's uniform `crop.margin` on the rest (`crop.face_pads`), and the crop is scored against the
+ground truth: per workdir the worst sample kept and the volume kept over the ideal (the truth
+boxes'), and the faces' distance to the truth by kind. The rule it prints: the smallest
+candidate keeping at least `--min-kept` of every sample of every workdir. Choose on sets you do
+not report on.
+"""
+
+import argparse
+import os
+
+import numpy as np
+import select_fusion
+
+from ssl_ct import crop, evaluate, fusion, localize_rotation, refine, tasks
+
+
+def _floats(text):
+  return tuple(float(v) for v in text.split(","))
+
+
+def replay(workdir):
+  """(volumes, truths, {name: (refined box or None, measured faces or None)}) of the run's pipeline."""
+  config, volumes, curves, baseline, truths = select_fusion._load(workdir)
+  rule = tasks._rule(config.localize, "min_accuracy_over_chance", "model", "twin_offsets", "batch_size", *fusion.KEYS)
+  rule["floor"] = 1 / len(config.data.angles_deg)
+  core_rule = dict(rule, level=config.localize.trim_level, smooth_percentile=config.localize.trim_smooth_percentile)
+  settings = {name: config.localize[key] for key, name in tasks._REFINE_KEYS.items() if name and key in config.localize}
+  found = {}
+  for name, by_axis in curves.items():
+    shape = volumes[name].shape
+    box = localize_rotation.box_from_curves(by_axis, **rule)
+    if box is None or box == {"start": [0, 0, 0], "stop": list(shape)}:
+      found[name] = (box, None)
+      continue
+    if config.localize.get("trim", False):
+      box = fusion.trim_box(box, localize_rotation.box_from_curves(by_axis, **core_rule), baseline[name], shape)
+    if config.localize.get("refine", False):
+      box, _, measured = refine.refine_box_faces(volumes[name], box, config.localize.get("refine_axis", 0), **settings)
+    else:
+      measured = None
+    found[name] = (box, measured)
+  return config, truths, found
+
+
+def _face_errors(found, truths):
+  """{"measured": [...], "not measured": [...]}: each face's distance past the truth's (voxels; < 0 cuts into it)."""
+  errors = {"measured": [], "not measured": []}
+  for name, (truth_box, _) in truths.items():
+    box, measured = found[name]
+    if box is None or truth_box is None:
+      continue
+    for axis in range(3):
+      for side, sign in ((0, -1), (1, 1)):
+        key = "start" if side == 0 else "stop"
+        kind = "measured" if measured and measured[axis][side] else "not measured"
+        errors[kind].append(sign * (box[key][axis] - truth_box[key][axis]))
+  return errors
+
+
+def score(found, truths, margin, measured_margin):
+  """(worst sample kept, mean volume kept over the ideal) after cropping with per-face margins."""
+  kept, ratios = [], []
+  for name, (truth_box, mask) in truths.items():
+    box, measured = found[name]
+    pads = crop.face_pads(measured, mask.shape, margin, measured_margin) if box is not None and measured else None
+    cropped = evaluate.box_metrics(crop.margin_box(box, mask.shape, margin, face_pads=pads), truth_box, mask.shape, mask)
+    ideal = evaluate.box_metrics(truth_box, truth_box, mask.shape)["kept_fraction"]
+    kept.append(cropped["recall"])
+    ratios.append(cropped["kept_fraction"] / ideal)
+  return min(kept), float(np.mean(ratios))
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--workdirs", required=True, help="comma-separated rotation workdirs with a localization run")
+  parser.add_argument("--measured-margins", type=_floats, default=(0.0, 0.005, 0.01, 0.02, 0.03, 0.05))
+  parser.add_argument("--min-kept", type=float, default=0.995, help="the rule: every sample keeps at least this")
+  args = parser.parse_args()
+  passing = set(args.measured_margins)
+  for workdir in args.workdirs.split(","):
+    config, truths, found = replay(workdir)
+    errors = _face_errors(found, truths)
+    print(f"{workdir}: {len(truths)} volumes, uniform margin {config.crop.margin}")
+    for kind, values in errors.items():
+      if values:
+        print(f"  {kind} faces: {len(values)}, past the truth by min {min(values)}, median {np.median(values):g} voxels")
+    for candidate in args.measured_margins:
+      worst, ratio = score(found, truths, config.crop.margin, candidate)
+      print(f"  measured margin {candidate:g}: sample kept worst {worst:.4f}, volume kept {ratio:.2f}x ideal")
+      if worst < args.min_kept:
+        passing.discard(candidate)
+  chosen = min(passing) if passing else None
+  print(f"the smallest measured margin keeping >= {args.min_kept} of every sample: {chosen}")
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  main()
