@@ -136,3 +136,19 @@ class LocalizeOnDownscaledGridTest(absltest.TestCase):
     run_localization.localize_dataset(dataset, FixedLocalizer(), out, plot=False)
     with open(os.path.join(out, "boxes.json")) as f:
       self.assertEqual(json.load(f)["boxes"]["scan"], {"start": [4, 6, 8], "stop": [20, 24, 35]})  # x clipped to 35
+
+    class MeasuringLocalizer(FixedLocalizer):
+      def localize(self, *_):
+        return grid_box, {"outcome": "sample box", "measured_faces": [[True, False], [False, True], [True, True]]}
+
+    out = tempfile.mkdtemp()
+    run_localization.localize_dataset(dataset, MeasuringLocalizer(), out, plot=False, crop_margin=0.1, measured_margin=0.01)
+    with open(os.path.join(out, "boxes.json")) as f:
+      meta = json.load(f)["ssl_ct"]
+    # Input voxels: 10% of 40, 36, 35 is 4 on the unmeasured faces; the measured ones 1%, but at least
+    # the factor (2 input voxels: one voxel of the grid they were measured on).
+    self.assertEqual(meta["face_margins"]["scan"], [[2, 4], [4, 2], [2, 2]])
+    out = tempfile.mkdtemp()
+    run_localization.localize_dataset(dataset, MeasuringLocalizer(), out, plot=False, crop_margin=0.2, measured_margin=0.0)
+    with open(os.path.join(out, "boxes.json")) as f:
+      self.assertEqual(json.load(f)["ssl_ct"]["face_margins"]["scan"], [[0, 8], [8, 0], [0, 0]])
