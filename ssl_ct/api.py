@@ -4,7 +4,8 @@
   loc = ssl_ct.load_localizer("W")                 # a workdir (its selected checkpoint) or `--mode=export`'s folder
   result = loc.localize("scan.h5:/exchange/data")  # a path, tensorstore spec, numpy array or Volume
   result.box, result.outcome                       # input voxels, half-open; "sample box" | "fills the field" | "no sample"
-  ssl_ct.write_crop("scan.h5:/exchange/data", result.box, "scan_cropped.zarr", margin=loc.crop_margin)
+  ssl_ct.write_crop("scan.h5:/exchange/data", result.box, "scan_cropped.zarr", margin=loc.crop_margin,
+                   face_margins=result.face_margins)   # less margin on the faces the localizer measured (None: uniform)
 
 The volume is analysed as `ssl_ct.main` does (downscaled to `data.downscale_to`, a chunked copy
 of slow formats in a temporary folder, the field of view and intensity range estimated), so a
@@ -43,6 +44,7 @@ class Result:
   model_box: dict | None  # the model's own box (differs from `box` only when the model is not trusted)
   diagnostics: dict  # the localizer's arrays (certainty curves, variance grid, scores), on the analysed grid
   voxel_size_um: tuple | None = None  # (z, y, x) micrometres per voxel, where the file (or the caller) says it
+  face_margins: list | None = None  # [[before, after] voxels] per axis for the crop (crop.face_pads), or None: uniform
 
   @property
   def box_um(self):
@@ -95,7 +97,10 @@ class Localizer:
       grid_box, diagnostics = self._localizer.localize(analysed, volume_fov, value_range)
     model_box = baseline.scale_box(grid_box, factor, volume.shape)
     box = None if self.distrust else model_box
-    return Result(volume.name, volume.shape, box, diagnostics["outcome"], model_box, diagnostics, volume.voxel_size_um)
+    measured, margin = diagnostics.get("measured_faces"), self.config.crop.margin
+    small = self.config.crop.get("measured_margin", margin)
+    pads = crop_lib.face_pads(measured, volume.shape, margin, small, factor) if measured and box and small != margin else None
+    return Result(volume.name, volume.shape, box, diagnostics["outcome"], model_box, diagnostics, volume.voxel_size_um, pads)
 
 
 def as_volume(volume, name=None, *, fill_missing=False, voxel_size_um=None):
@@ -175,9 +180,12 @@ def export(localizer, out_dir, *, overwrite=False):
   return out_dir
 
 
-def write_crop(volume, box, out_path, *, margin, overwrite=False, progress=False, name=None, voxel_size_um=None, levels=0):
-  """Writes `volume` cut to `box` grown by `margin` (0.05 of each side, "40vox", "50um") to a new OME-Zarr 0.5 image
-  at `out_path` (voxel size, translation to the crop's origin, `levels` pyramid levels, 0 = auto)."""
+def write_crop(
+  volume, box, out_path, *, margin, overwrite=False, progress=False, name=None, voxel_size_um=None, levels=0, face_margins=None
+):
+  """Writes `volume` cut to `box` grown by `margin` (0.05 of each side, "40vox", "50um"; by `face_margins`, [[before,
+  after] voxels] per axis, where given: a Result's) to a new OME-Zarr 0.5 image at `out_path` (voxel size, translation
+  to the crop's origin, `levels` pyramid levels, 0 = auto)."""
   volume = as_volume(volume, name, voxel_size_um=voxel_size_um)
   if box is not None:
     truth.check_box(box, volume.shape, "box")
@@ -187,5 +195,7 @@ def write_crop(volume, box, out_path, *, margin, overwrite=False, progress=False
     raise InputError(str(e)) from e
   inputs = [p for p in [formats.local_path(volume)] if p]
   outputs.check_apart([out_path], inputs, fix="write the crop somewhere outside the input")
-  crop_lib.crop_volume(volume, box, out_path, margin=margin, overwrite=overwrite, progress=progress, levels=levels)
+  crop_lib.crop_volume(
+    volume, box, out_path, margin=margin, overwrite=overwrite, progress=progress, levels=levels, pads=face_margins
+  )
   return out_path

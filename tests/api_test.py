@@ -46,6 +46,7 @@ class ApiTest(parameterized.TestCase):
       self.assertEqual(result.name, name)
       self.assertEqual(result.box, boxes[name])
       self.assertEqual(result.outcome, meta["outcomes"][name])
+      self.assertEqual(result.face_margins, meta.get("face_margins", {}).get(name))  # none for a distrusted (null) box
       if meta["distrust"]:  # a 3-step model is not trusted: its own boxes are recorded beside the null ones
         self.assertEqual(result.model_box, meta["model_boxes"][name])
 
@@ -111,6 +112,11 @@ class ApiTest(parameterized.TestCase):
     out = os.path.join(tempfile.mkdtemp(), "crop.zarr")
     ssl_ct.write_crop(spec, {"start": [5, 5, 5], "stop": [10, 12, 14]}, out, margin=0.1)
     np.testing.assert_array_equal(formats.open_volume(out).read(), array[3:12, 2:15, 2:17])  # ceil(0.1 * side) = 2, 3, 3
+    per_face = os.path.join(tempfile.mkdtemp(), "crop.zarr")
+    ssl_ct.write_crop(
+      spec, {"start": [5, 5, 5], "stop": [10, 12, 14]}, per_face, margin=0.1, face_margins=[[0, 1], [2, 0], [1, 1]]
+    )
+    np.testing.assert_array_equal(formats.open_volume(per_face).read(), array[5:11, 3:12, 4:15])
     with self.assertRaisesRegex(InputError, "outside the volume|past the end"):
       ssl_ct.write_crop(spec, {"start": [0, 0, 0], "stop": [30, 22, 24]}, os.path.join(tempfile.mkdtemp(), "o.zarr"), margin=0.0)
     with self.assertRaisesRegex(InputError, "is the input"):
