@@ -7,7 +7,7 @@ shared/data; none of its rules were chosen on them), localizes and scores the bo
 `DATA/reference/truth.json` and its masks (the volumes without a reference are trained on and
 localized, not scored). Writes W/real_benchmark.md and .json with, per method: boxes found / null,
 relative box error where a box came back, IoU (null counted as 0), and after cropping with the
-config's margin (null keeps the whole volume) the fraction of the sample kept (mean, worst) and
+config's margin (per face where boxes.json records face_margins; null keeps the whole volume) the fraction of the sample kept (mean, worst) and
 of the volume kept (mean), beside the reference boxes' own kept fraction.
 """
 
@@ -43,15 +43,17 @@ def data_view(data, reference, folder):
   return folder
 
 
-def score(boxes, dataset, margin):
-  """The issue's measures over the volumes with a reference; per volume too."""
+def score(boxes, dataset, margin, face_margins=None):
+  """The issue's measures over the volumes with a reference; per volume too (cropped with `face_margins`,
+  boxes.json's per-face margins, where it has them)."""
   rows = {}
   for name, entry in dataset.truth.items():
     shape = dataset.input_shape(name)
     mask = np.load(entry["mask"])["mask"]
     box = boxes[name]
     found = evaluate.box_metrics(box, entry["box"], shape, mask)
-    cropped = evaluate.box_metrics(crop.margin_box(box, shape, margin), entry["box"], shape, mask)
+    pads = (face_margins or {}).get(name)
+    cropped = evaluate.box_metrics(crop.margin_box(box, shape, margin, face_pads=pads), entry["box"], shape, mask)
     ideal = evaluate.box_metrics(entry["box"], entry["box"], shape, mask)
     rows[name] = {
       "found": box is not None,
@@ -129,7 +131,7 @@ def main():
     run = results.latest(workdir)
     boxes, meta = report.read_boxes(os.path.join(run, "boxes.json"))
     baseline, _ = report.read_boxes(os.path.join(run, "baseline_boxes.json"))
-    found[meta["method"]] = score(boxes, dataset, config.crop.margin)
+    found[meta["method"]] = score(boxes, dataset, config.crop.margin, meta.get("face_margins"))
     found[f"threshold baseline (margin {config.crop.margin:g})"] = score(baseline, dataset, config.crop.margin)
   text = _markdown(found)
   print(text)
