@@ -10,11 +10,12 @@ in --folder, then runs each step in its own process and reports its wall time an
 - read: every voxel read once, in z order (the floor);
 - before: the earlier downsample (a float32 copy of each 256 MiB slab, the whole result in
   memory, then written);
-- now: `prepare.downscaled` (native-dtype block sums, the next slab read ahead, the result
-  streamed to the zarr a shard row at a time).
+- now: `prepare.downscaled` (reads of about 8 MiB of whole chunks summed in their own dtype into
+  the factor grid's cells, the next read ahead, the result streamed to the zarr a shard row at
+  a time).
 A 6100x2000x2000 scan (24 GB at uint16) downscaled to 504 voxels a side (factor 13) holds two
-64 MiB slabs and one 128-plane shard row of the 470x154x154 result (12 MiB): the same memory
-as the measured runs, whatever the input's size.
+8 MiB reads, the output planes of one slab (4 of 154x154) and one 128-plane shard row of the
+470x154x154 result (12 MiB): the same memory as the measured runs, whatever the input's size.
 """
 
 import argparse
