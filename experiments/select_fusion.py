@@ -65,12 +65,18 @@ def main():
     _replay(workdir, args.core_levels, args.core_ranks)
 
 
-def _replay(workdir, core_levels, core_ranks):
-  config, volumes, curves, baseline, truths = _load(workdir)
+def rules(config):
+  """(the run's curve rule, its refinement's settings) from its config, as the localizer got them."""
   rule = tasks._rule(config.localize, "min_accuracy_over_chance", "model", "twin_offsets", "batch_size", *fusion.KEYS)
   rule["floor"] = 1 / len(config.data.angles_deg)
-  refines = config.localize.get("refine", False)
   settings = {name: config.localize[key] for key, name in tasks._REFINE_KEYS.items() if name and key in config.localize}
+  return rule, settings
+
+
+def _replay(workdir, core_levels, core_ranks):
+  config, volumes, curves, baseline, truths = _load(workdir)
+  rule, settings = rules(config)
+  refines = config.localize.get("refine", False)
 
   def refined(box, name):
     whole = {"start": [0, 0, 0], "stop": list(volumes[name].shape)}

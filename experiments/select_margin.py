@@ -22,7 +22,7 @@ import os
 import numpy as np
 import select_fusion
 
-from ssl_ct import crop, evaluate, fusion, localize_rotation, refine, tasks
+from ssl_ct import crop, evaluate, fusion, localize_rotation, refine
 
 
 def _floats(text):
@@ -33,10 +33,8 @@ def replay(workdir, faces="all"):
   """(config, truths, {name: (refined box or None, measured faces or None)}) of the run's pipeline;
   `faces="plane"`: the faces along the refinement's axis are not counted as measured."""
   config, volumes, curves, baseline, truths = select_fusion._load(workdir)
-  rule = tasks._rule(config.localize, "min_accuracy_over_chance", "model", "twin_offsets", "batch_size", *fusion.KEYS)
-  rule["floor"] = 1 / len(config.data.angles_deg)
+  rule, settings = select_fusion.rules(config)
   core_rule = dict(rule, level=config.localize.trim_level, smooth_percentile=config.localize.trim_smooth_percentile)
-  settings = {name: config.localize[key] for key, name in tasks._REFINE_KEYS.items() if name and key in config.localize}
   found = {}
   for name, by_axis in curves.items():
     shape = volumes[name].shape

@@ -97,9 +97,9 @@ class Localizer:
       grid_box, diagnostics = self._localizer.localize(analysed, volume_fov, value_range)
     model_box = baseline.scale_box(grid_box, factor, volume.shape)
     box = None if self.distrust else model_box
-    measured, margin = diagnostics.get("measured_faces"), self.config.crop.margin
-    small = self.config.crop.get("measured_margin", margin)
-    pads = crop_lib.face_pads(measured, volume.shape, margin, small, factor) if measured and box and small != margin else None
+    measured, crop_config = diagnostics.get("measured_faces"), self.config.crop
+    margins = (crop_config.margin, crop_config.get("measured_margin"))
+    pads = crop_lib.measured_pads(measured, volume.shape, *margins, factor) if box else None
     return Result(volume.name, volume.shape, box, diagnostics["outcome"], model_box, diagnostics, volume.voxel_size_um, pads)
 
 

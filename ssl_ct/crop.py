@@ -105,6 +105,14 @@ def face_pads(measured, shape, margin, measured_margin, factor=1):
   return [[s if m else u for m in pair] for pair, s, u in zip(measured, small, uniform)]
 
 
+def measured_pads(measured, shape, margin, measured_margin, factor=1):
+  """`face_pads` where they differ from the uniform margin: None without measured faces, without a
+  margin, or when `measured_margin` is None or `margin` itself (the same on every face)."""
+  if not measured or margin is None or measured_margin is None or measured_margin == margin:
+    return None
+  return face_pads(measured, shape, margin, measured_margin, factor)
+
+
 def crop_attributes(volume, box, margin, levels=0, pads=None):
   """What a crop's OME-Zarr records about itself: source, its shape and voxel size, the box, the margin
   (and the per-face margins `pads` that replaced it, if any), the crop."""

@@ -223,9 +223,15 @@ def _measured_faces(shape, band_start, band_stop, start, stop, band):
   """[[start measured, stop measured] per dimension]: a face the growth stopped short of its band's
   limit ended where the foreground did (the slices beyond it looked empty); a face at the limit
   may have more sample past it. A face on the volume's boundary has nothing past it to lose."""
-  lo = [max(0, a - int(np.ceil(band * n))) for a, n in zip(band_start, shape)]
-  hi = [min(n, b + int(np.ceil(band * n))) for b, n in zip(band_stop, shape)]
+  lo, hi = _band_limits(shape, band_start, band_stop, band)
   return [[a == 0 or a != low, b == n or b != high] for a, b, low, high, n in zip(start, stop, lo, hi, shape)]
+
+
+def _band_limits(shape, start, stop, band):
+  """(lo, hi): the region a box [start, stop) may grow into, `band` of each side past its faces, clipped."""
+  lo = [max(0, a - int(np.ceil(band * n))) for a, n in zip(start, shape)]
+  hi = [min(n, b + int(np.ceil(band * n))) for b, n in zip(stop, shape)]
+  return lo, hi
 
 
 def _grow_in_band(
@@ -234,8 +240,7 @@ def _grow_in_band(
   """Grows [start, stop) in place within the band around it; (status, note): "grown" (moved or not), "no
   background" (too few empty slices: left as it is) or "no sample" (unchanged; the box is none)."""
   shape, length = volume.shape, volume.shape[axis]
-  lo = [max(0, a - int(np.ceil(band * n))) for a, n in zip(start, shape)]
-  hi = [min(n, b + int(np.ceil(band * n))) for b, n in zip(stop, shape)]
+  lo, hi = _band_limits(shape, start, stop, band)
   sides = [h - low for low, h in zip(lo, hi)]
 
   def hits_of(counts, d):

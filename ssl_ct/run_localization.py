@@ -57,7 +57,7 @@ def localize_dataset(
   index, count, barrier = share or (0, 1, None)
   os.makedirs(out_dir, exist_ok=True)  # sub-folders appear with the figures
   mine = dataset.volumes[index::count]
-  margins = None if crop_margin is None or measured_margin is None else (crop_margin, measured_margin)
+  margins = (crop_margin, measured_margin)
   records = {
     v.name: _localize_volume(dataset, localizer, v, out_dir, plot=plot, distrust=distrust, margins=margins)
     for v in tqdm.tqdm(mine, desc="localize" if count == 1 else f"localize (process {index} of {count})", unit="vol")
@@ -135,7 +135,7 @@ def _refinement_note(refinements):
   return text
 
 
-def _localize_volume(dataset, localizer, volume, out_dir, *, plot, distrust, margins=None):
+def _localize_volume(dataset, localizer, volume, out_dir, *, plot, distrust, margins=(None, None)):
   """One volume's boxes (input voxels), outcome and, with ground truth, metrics; saves its figures."""
   name, volume_fov, value_range = volume.name, dataset.fovs[volume.name], dataset.ranges[volume.name]
   factor, shape = dataset.factor(name), dataset.input_shape(name)
@@ -152,9 +152,9 @@ def _localize_volume(dataset, localizer, volume, out_dir, *, plot, distrust, mar
     "trim": diagnostics.get("trim"),  # None: the localizer does not trim
     "blind_axes": diagnostics.get("blind_axes"),  # None: the localizer has no per-axis evidence
   }
-  measured = diagnostics.get("measured_faces")
-  if margins and measured and record["box"] is not None:  # per-face crop margins, input voxels
-    record["face_margins"] = crop.face_pads(measured, shape, *margins, factor=factor)
+  pads = crop.measured_pads(diagnostics.get("measured_faces"), shape, *margins, factor=factor)
+  if pads and record["box"] is not None:  # per-face crop margins, input voxels
+    record["face_margins"] = pads
   truth_box = dataset.truth.get(name, {}).get("box")
   if truth_box is not None:
     mask = truth.read_mask(dataset.root, dataset.truth[name])
@@ -212,7 +212,6 @@ def localize_workdir(config, workdir, *, dataset=None, params=None):
   localizer = task.make_localizer(model, params)
   margin = config.crop.margin if "crop" in config else None
   measured = config.crop.get("measured_margin") if "crop" in config else None  # configs before the key: None
-  measured = None if measured == margin else measured  # the same on every face: no per-face record
   distrust = task.distrust(pretext)
   run = functools.partial(
     localize_dataset, dataset, localizer, crop_margin=margin, measured_margin=measured, pretext=pretext, distrust=distrust

@@ -35,7 +35,7 @@ def get_compute_dtype(model_config):
   return COMPUTE_DTYPES[name]
 
 
-def _norm(channels, name=None, zero_init=False, dtype=jnp.float32):
+def group_norm(channels, name=None, zero_init=False, dtype=jnp.float32):
   """GroupNorm with groups of at least 4 channels; zero_init starts a residual branch at identity."""
   scale_init = nn.initializers.zeros if zero_init else nn.initializers.ones
   return nn.GroupNorm(num_groups=min(32, max(1, channels // 4)), scale_init=scale_init, dtype=dtype, name=name)
@@ -49,7 +49,7 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    conv, norm = functools.partial(nn.Conv, dtype=self.dtype), functools.partial(_norm, dtype=self.dtype)
+    conv, norm = functools.partial(nn.Conv, dtype=self.dtype), functools.partial(group_norm, dtype=self.dtype)
     residual = x
     y = conv(self.filters, (3, 3), self.strides, kernel_dilation=self.dilation, use_bias=False)(x)
     y = nn.relu(norm(self.filters)(y))
@@ -69,7 +69,7 @@ class BottleneckBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    conv, norm = functools.partial(nn.Conv, dtype=self.dtype), functools.partial(_norm, dtype=self.dtype)
+    conv, norm = functools.partial(nn.Conv, dtype=self.dtype), functools.partial(group_norm, dtype=self.dtype)
     residual = x
     y = nn.relu(norm(self.filters)(conv(self.filters, (1, 1), use_bias=False)(x)))
     y = nn.relu(norm(self.filters)(conv(self.filters, (3, 3), self.strides, kernel_dilation=self.dilation, use_bias=False)(y)))
@@ -102,7 +102,7 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxHxWx1, *, deterministic=True):
-    conv, norm = functools.partial(nn.Conv, dtype=self.dtype), functools.partial(_norm, dtype=self.dtype)
+    conv, norm = functools.partial(nn.Conv, dtype=self.dtype), functools.partial(group_norm, dtype=self.dtype)
     x = x_BxHxWx1
     if self.small_stem:
       x = nn.relu(norm(self.width, name="stem_norm")(conv(self.width, (3, 3), 2, use_bias=False, name="stem")(x)))

@@ -19,10 +19,6 @@ import jax.numpy as jnp
 from ssl_ct.models import resnet
 
 
-def _norm(channels, dtype):
-  return nn.GroupNorm(num_groups=min(32, max(1, channels // 4)), dtype=dtype)
-
-
 def _resize(x_BxhxwxC, hw):
   return jax.image.resize(x_BxhxwxC, (x_BxhxwxC.shape[0], *hw, x_BxhxwxC.shape[-1]), method="bilinear")
 
@@ -36,7 +32,7 @@ class ConvNormRelu(nn.Module):
   @nn.compact
   def __call__(self, x):
     x = nn.Conv(self.channels, (self.kernel, self.kernel), kernel_dilation=self.dilation, use_bias=False, dtype=self.dtype)(x)
-    return nn.relu(_norm(self.channels, self.dtype)(x))
+    return nn.relu(resnet.group_norm(self.channels, dtype=self.dtype)(x))
 
 
 class DeepLabV3Plus(nn.Module):
