@@ -114,6 +114,9 @@ def get_config(arg=None):
   # foreground along z or across its slices grows to it. On xenopus seed 4 two boxes ended inside
   # their embryos (worst kept 0.431 after the crop; 1.000 with the rule; README).
   config.localize.refine_min_coverage = 0.9
+  # Which faces the refinement may call measured (crop.measured_margin goes on those): "all", or
+  # "plane", those across refine_axis only.
+  config.localize.refine_measure = "all"
   # Boxes are used only from a model whose validation rotation accuracy is at least this many
   # times chance; below it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.min_accuracy_over_chance = 2.0

@@ -158,10 +158,13 @@ def refine_box_faces(
   iterations=4,
   min_sample_slices=0.5,
   min_coverage=0.0,
+  measure="all",
 ):
   """(box, note, measured): `box` ({"start", "stop"}, half-open, on the volume's grid) grown to the
   faint sample, unchanged, or None; `measured` (`_measured_faces`, None without a box) says which
-  faces the growth found the sample's end at (none when it could not run: too few empty slices).
+  faces the growth found the sample's end at (none when it could not run: too few empty slices);
+  `measure="plane"` counts only the faces in the plane across `axis` (a faint sample's ends along
+  the axis can fall below the growth's foreground fraction: README, per-face margins).
 
   `band`: how far a face may move, fraction of the volume's side along that dimension;
   `guard`: slices next to the box left out of the background, fraction of the axis (at least 2);
@@ -211,6 +214,8 @@ def refine_box_faces(
   if status == "grown" and min_coverage > 0:
     covers.append(cover_plane())
   measured = _measured_faces(volume.shape, *banded, start, stop, band) if status == "grown" else [[False, False]] * 3
+  if measure == "plane":
+    measured[axis] = [False, False]
   return (*_result(box, start, stop, "; ".join(filter(None, [*covers, note]))), measured)
 
 

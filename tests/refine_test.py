@@ -53,6 +53,9 @@ class RefineTest(absltest.TestCase):
     self.assertEqual(measured, [[True, False], [True, True], [True, True]])
     whole = refine.refine_box_faces(ArrayVolume(data), {"start": [30, 16, 16], "stop": [70, 32, 32]}, axis=0)
     self.assertEqual(whole[2], [[True, True]] * 3)  # the sample's ends found inside the band on every face
+    plane = refine.refine_box_faces(ArrayVolume(data), {"start": [30, 16, 16], "stop": [70, 32, 32]}, axis=0, measure="plane")
+    self.assertEqual(plane[:2], whole[:2])  # the same box; only the faces in the plane across the axis count
+    self.assertEqual(plane[2], [[False, False], [True, True], [True, True]])
     # Too few empty slices to compare against: nothing measured.
     _, note, measured = refine.refine_box_faces(ArrayVolume(data), {"start": [4, 16, 16], "stop": [116, 32, 32]}, axis=0)
     self.assertIn("not refined", note)
