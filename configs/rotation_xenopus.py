@@ -115,8 +115,9 @@ def get_config(arg=None):
   # their embryos (worst kept 0.431 after the crop; 1.000 with the rule; README).
   config.localize.refine_min_coverage = 0.9
   # Which faces the refinement may call measured (crop.measured_margin goes on those): "all", or
-  # "plane", those across refine_axis only.
-  config.localize.refine_measure = "all"
+  # "plane", those across refine_axis only. Plane: on the xenopus seed-5 demo two measured z faces
+  # sat 7 and 9 voxels inside faint embryos, the y and x faces of seeds 4, 5 and 7 within 2-3 (README).
+  config.localize.refine_measure = "plane"
   # Boxes are used only from a model whose validation rotation accuracy is at least this many
   # times chance; below it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.min_accuracy_over_chance = 2.0
@@ -127,9 +128,10 @@ def get_config(arg=None):
   config.crop = ml_collections.ConfigDict()
   config.crop.margin = 0.05  # safety margin around the box, fraction of each side of the volume
   # On the faces the refinement measured the sample's end at (ssl_ct/crop.py face_pads; at least one
-  # voxel). Off (= crop.margin): chosen at 0.005 on the seed-4 demos, it kept 96.2% of a faint
-  # embryo of seed 5, whose measured z face sits 9 voxels inside it (experiments/select_margin.py, README).
-  config.crop.measured_margin = 0.05
+  # voxel of the grid measured on). Chosen with localize.refine_measure = "plane" on the selection
+  # seeds 4, 5 and 7, xenopus and packed_head (experiments/select_margin.py, README): the smallest
+  # value checked on all of them (0 was not, on seeds 4-5); worst kept 0.9934 (uniform: 0.9936).
+  config.crop.measured_margin = 0.005
   config.crop.out_dir = ""  # where cropped volumes go; "" = <workdir>/cropped
   config.crop.margin_um = 0.0  # > 0: the margin in micrometres on every face instead (needs the voxel size)
   config.crop.levels = 0  # OME-Zarr pyramid levels of each crop; 0 = halve until <= 256 voxels a side
