@@ -110,7 +110,7 @@ def get_config(arg=None):
   # such boxes held <= 0.45, right ones >= 0.99.
   config.localize.refine_min_coverage = 0.9
   # Which faces the refinement may call measured (crop.measured_margin goes on those): "all", or
-  # "plane", those across refine_axis only.
+  # "plane", those across refine_axis only. No effect while crop.measured_margin = crop.margin.
   config.localize.refine_measure = "all"
   # Boxes are used only from a model whose validation mean displacement is at most this fraction
   # of a random order's; above it every box is null (a crop keeps the whole volume) and the report says so.
