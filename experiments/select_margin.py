@@ -74,7 +74,7 @@ def score(found, truths, margin, measured_margin):
   kept, ratios = [], []
   for name, (truth_box, mask) in truths.items():
     box, measured = found[name]
-    pads = crop.face_pads(measured, mask.shape, margin, measured_margin) if box is not None and measured else None
+    pads = crop.measured_pads(measured, mask.shape, margin, measured_margin) if box is not None else None
     cropped = evaluate.box_metrics(crop.margin_box(box, mask.shape, margin, face_pads=pads), truth_box, mask.shape, mask)
     ideal = evaluate.box_metrics(truth_box, truth_box, mask.shape)["kept_fraction"]
     kept.append(cropped["recall"])
@@ -103,10 +103,11 @@ def main():
     for kind, values in errors.items():
       if values:
         print(f"  {kind} faces: {len(values)}, past the truth by min {min(values)}, median {np.median(values):g} voxels")
+    scores = {m: score(found, truths, config.crop.margin, m) for m in {*args.measured_margins, config.crop.margin}}
     # A crop with per-face margins must lose no more than the uniform one where that already loses some.
-    bar = min(args.min_kept, score(found, truths, config.crop.margin, config.crop.margin)[0])
+    bar = min(args.min_kept, scores[config.crop.margin][0])
     for candidate in args.measured_margins:
-      worst, ratio = score(found, truths, config.crop.margin, candidate)
+      worst, ratio = scores[candidate]
       print(f"  measured margin {candidate:g}: sample kept worst {worst:.4f}, volume kept {ratio:.2f}x ideal")
       if worst < bar:
         passing.discard(candidate)

@@ -87,6 +87,13 @@ class ReadRotationPair(grain.transforms.RandomMap):
     }
 
 
+# grain's defaults (16 threads, 500 records ahead) cost the demo pipeline a fifth of its rate on 2
+# cores: each record returned checks the readiness of the whole buffer, and the threads contend
+# for the GIL. A couple of batches ahead, two threads per core: 480-520 -> 630-650 pairs/s
+# (README, Rotation loss: measured results).
+_READ_OPTIONS = grain.ReadOptions(num_threads=min(16, 2 * (os.cpu_count() or 1)), prefetch_buffer_size=64)
+
+
 def _allow_workers(data_config):
   if data_config.num_workers and not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # grain workers read absl flags; notebooks and tests never parse them
@@ -101,13 +108,6 @@ def shuffled_loader(source, operations, data_config, *, seed, shard_options=None
   return grain.DataLoader(
     data_source=source, sampler=sampler, operations=operations, worker_count=data_config.num_workers, read_options=_READ_OPTIONS
   )
-
-
-# grain's defaults (16 threads, 500 records ahead) cost the demo pipeline a fifth of its rate on 2
-# cores: each record returned checks the readiness of the whole buffer, and the threads contend
-# for the GIL. A couple of batches ahead, two threads per core: 480-520 -> 630-650 pairs/s
-# (README, Rotation loss: measured results).
-_READ_OPTIONS = grain.ReadOptions(num_threads=min(16, 2 * (os.cpu_count() or 1)), prefetch_buffer_size=64)
 
 
 def make_rotation_loader(dataset, data_config, *, seed, batch_size, shard_options=None, num_epochs=None):
