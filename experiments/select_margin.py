@@ -30,11 +30,13 @@ def _floats(text):
   return tuple(float(v) for v in text.split(","))
 
 
-def replay(workdir, faces=None):
+def replay(workdir, faces=None, **rule_changes):
   """(config, truths, {name: (refined box or None, measured faces or None)}) of the run's pipeline;
-  `faces`: the refinement's `measure` ("all" or "plane") instead of the run's."""
+  `faces`: the refinement's `measure` ("all" or "plane") instead of the run's; `rule_changes`:
+  curve-rule settings (`curves.interval_from_curve`'s keywords) instead of the run's."""
   config, volumes, curves, baseline, truths = select_fusion._load(workdir)
   rule, settings = select_fusion.rules(config)
+  rule.update(rule_changes)
   settings = dict(settings, measure=faces) if faces else settings
   core_rule = dict(rule, level=config.localize.trim_level, smooth_percentile=config.localize.trim_smooth_percentile)
   found = {}

@@ -111,6 +111,7 @@ _RULES = (
   ("localize.cut_noise_factor", lambda v: _is_num(v, 0), "a number >= 0 (times the background noise)"),
   ("localize.min_contrast", lambda v: _is_num(v, 0, 1), "a certainty difference in [0, 1]"),
   ("localize.fill_margin", lambda v: _is_num(v, 0, 1) and v > 0, "a certainty above chance in (0, 1]"),
+  ("localize.fill_level", lambda v: _is_num(v, 0, 1), "a fraction in [0, 1] of the way from chance to the sample's certainty"),
   ("localize.fill_percentile", lambda v: _is_num(v, 0, 50), "a percentile in [0, 50]"),
   ("localize.smooth_percentile", lambda v: _is_num(v, 0, 100), "a percentile in [0, 100]"),
   ("localize.min_accuracy_over_chance", lambda v: _is_num(v, 0), "a number >= 0 (times chance; 0 trusts every model)"),

@@ -18,7 +18,10 @@ rotation certainty at chance, 1/angle classes) a third outcome is read from the 
 the contrast: if even the least certain `fill_percentile` % of the scored slices (of the
 smoothed curve: a run of empty slices shorter than half the smoothing window does not count)
 sits `fill_margin` above the floor, there is no sample-free slice on the axis, and the sample
-fills it (the whole axis).
+fills it (the whole axis). With `fill_level`, those slices must also sit that fraction of the way
+from the floor to the sample's certainty (the 90th percentile): a background that the model reads
+somewhat (certainty well above chance, but far below the sample's, on every empty slice: an axis
+along which the medium or the holder has an orientation) is not taken for sample.
 """
 
 import numpy as np
@@ -40,10 +43,21 @@ def curve_noise(curve, keep=None):
   return float(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / np.sqrt(2)) if len(diffs) else 0.0
 
 
-def _fills(values, scored, empty_level, fill_percentile):
+def _fills(values, scored, floor, fill_margin, fill_level, fill_percentile):
   """True when even the least certain `fill_percentile` % of the scored slices of the smoothed
-  curve `values` sit above `empty_level` (the floor plus the fill margin)."""
-  return scored.sum() >= 2 and float(np.percentile(values[scored], fill_percentile)) > empty_level
+  curve `values` sit `fill_margin` above `floor`, and `fill_level` of the way from it to the
+  sample's certainty (the 90th percentile)."""
+  if scored.sum() < 2:
+    return False
+  low, sample = np.percentile(values[scored], [fill_percentile, 90])
+  return float(low) > floor + max(fill_margin, fill_level * (float(sample) - floor))
+
+
+def reaches_chance(curve, *, floor, fill_margin=0.2, fill_percentile=0.0, smooth=0.03, smooth_percentile=50.0, **_):
+  """True when the least certain `fill_percentile` % of the smoothed curve's scored slices sit within
+  `fill_margin` of `floor`: the axis has slices the model reads no better than chance (empty ones)."""
+  values = smooth_curve(curve, smooth, smooth_percentile)
+  return not _fills(values, ~np.isnan(curve), floor, fill_margin, 0.0, fill_percentile)
 
 
 def interval_from_curve(
@@ -57,6 +71,7 @@ def interval_from_curve(
   cut_noise_factor=2.0,
   floor=None,
   fill_margin=0.2,
+  fill_level=0.0,
   fill_percentile=0.0,
   smooth_percentile=50.0,
 ):
@@ -66,7 +81,7 @@ def interval_from_curve(
   """
   values = smooth_curve(curve, smooth, smooth_percentile)
   empty_level = -np.inf if floor is None else floor + fill_margin  # at or below: a slice without sample
-  if floor is not None and _fills(values, ~np.isnan(curve), empty_level, fill_percentile):
+  if floor is not None and _fills(values, ~np.isnan(curve), floor, fill_margin, fill_level, fill_percentile):
     return 0, len(curve)
   background, sample = np.percentile(values, [10, 90])
   near_floor = values <= empty_level

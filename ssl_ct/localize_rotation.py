@@ -194,7 +194,16 @@ def axis_intervals(curve_by_axis, **rule):
   that way: accuracy near chance along it) while another axis bounds the sample (an interval
   short of the whole axis) still holds that sample: it is kept whole rather than the volume
   declared empty. With no axis bounding a sample, a curve without one means no sample.
+
+  `fill_level` (`curves.interval_from_curve`) applies only when some axis reaches chance: a
+  volume with empty slices somewhere is not all sample, and a stretch of an axis certain well
+  above chance but far below the sample is the background the model reads there (an axial
+  medium or holder); in a volume with no slice at chance the sample may fill the field, less
+  certainly on some slices than on others (a real mouse head, README), and is not cut there.
   """
+  if rule.get("fill_level") and rule.get("floor") is not None:
+    if not any(curves.reaches_chance(curve_by_axis[axis], **rule) for axis in range(3)):
+      rule = dict(rule, fill_level=0.0)
   intervals = [curves.interval_from_curve(curve_by_axis[axis], **rule) for axis in range(3)]
   lengths = [len(curve_by_axis[axis]) for axis in range(3)]
   bounded = any(i is not None and i != (0, n) for i, n in zip(intervals, lengths))

@@ -44,6 +44,19 @@ class CurveRuleTest(absltest.TestCase):
     )
     self.assertIsNone(curves.interval_from_curve(np.full(50, chance, np.float32), floor=chance))  # at chance: no sample
 
+  def test_fill_level_tells_a_background_the_model_reads_from_sample(self):
+    chance = 1 / 7
+    # Empty slices 0.33 above chance (the medium has an orientation the model reads), the sample
+    # at 0.98: above the fill margin everywhere, but nearer chance than the sample on the empty ones.
+    curve = _curve(start=30, stop=70, low=0.47, high=0.98, noise=0.02)
+    self.assertEqual(curves.interval_from_curve(curve, floor=chance), (0, 100))
+    start, stop = curves.interval_from_curve(curve, floor=chance, fill_level=0.5)
+    self.assertLessEqual(abs(start - 30), 1)
+    self.assertLessEqual(abs(stop - 70), 1)
+    # A sample on every slice, more certain on some: the least certain still past the midpoint.
+    uneven = _curve(start=40, stop=80, low=0.65, high=0.95, noise=0.02)
+    self.assertEqual(curves.interval_from_curve(uneven, floor=chance, fill_level=0.5), (0, 100))
+
   def test_a_short_empty_stretch_is_not_a_filled_axis(self):
     chance = 1 / 7
     # The sample ends 8 slices before the axis does (as a head whose packing continues past it):
@@ -66,6 +79,20 @@ class CurveRuleTest(absltest.TestCase):
     # noise excursion next to an edge may join the run (here 3 slices before 50).
     self.assertLessEqual(abs(start - 50), 3)
     self.assertLessEqual(abs(stop - 90), 3)
+
+  def test_fill_level_applies_only_where_some_axis_reaches_chance(self):
+    chance = 1 / 7
+    read_background = _curve(start=30, stop=70, low=0.47, high=0.98, noise=0.02)  # the axial medium read
+    bounded = {0: read_background, 1: _curve(low=chance, high=0.98, noise=0.02, seed=1), 2: _curve(low=chance, high=0.98, seed=2)}
+    rule = {"floor": chance, "fill_level": 0.5}
+    self.assertEqual(localize_rotation.axis_intervals(bounded, floor=chance)[0][0], (0, 100))  # the margin alone: whole
+    start, stop = localize_rotation.axis_intervals(bounded, **rule)[0][0]
+    self.assertLessEqual(abs(start - 30), 1)
+    self.assertLessEqual(abs(stop - 70), 1)
+    # No slice at chance on any axis (a sample that fills the field, less certain on some slices): left whole.
+    filled = {axis: _curve(start=5, stop=95, low=0.41, high=0.98, noise=0.02, seed=axis) for axis in range(3)}
+    self.assertFalse(any(curves.reaches_chance(filled[axis], floor=chance) for axis in range(3)))
+    self.assertEqual(localize_rotation.axis_intervals(filled, **rule), ([(0, 100)] * 3, []))
 
   def test_an_axis_without_evidence_is_kept_whole_when_another_bounds_the_sample(self):
     # Moderate noise: this test is about assembling intervals; edges under heavy noise have their own test.
