@@ -43,14 +43,19 @@ def curve_noise(curve, keep=None):
   return float(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / np.sqrt(2)) if len(diffs) else 0.0
 
 
+def _fill_cut(values, scored, floor, fill_margin, fill_level):
+  """The certainty every slice of a filled axis exceeds: `fill_margin` above `floor`, and `fill_level`
+  of the way from it to the sample's certainty (the 90th percentile of the scored slices)."""
+  return floor + max(fill_margin, fill_level * (float(np.percentile(values[scored], 90)) - floor))
+
+
 def _fills(values, scored, floor, fill_margin, fill_level, fill_percentile):
   """True when even the least certain `fill_percentile` % of the scored slices of the smoothed
-  curve `values` sit `fill_margin` above `floor`, and `fill_level` of the way from it to the
-  sample's certainty (the 90th percentile)."""
+  curve `values` exceed `_fill_cut`."""
   if scored.sum() < 2:
     return False
-  low, sample = np.percentile(values[scored], [fill_percentile, 90])
-  return float(low) > floor + max(fill_margin, fill_level * (float(sample) - floor))
+  low = float(np.percentile(values[scored], fill_percentile))
+  return low > _fill_cut(values, scored, floor, fill_margin, fill_level)
 
 
 def reaches_chance(curve, *, floor, fill_margin=0.2, fill_percentile=0.0, smooth=0.03, smooth_percentile=50.0, **_):
@@ -79,9 +84,12 @@ def interval_from_curve(
 
   With `floor` (the score of a slice without sample), (0, len) when the sample fills the axis.
   """
-  values = smooth_curve(curve, smooth, smooth_percentile)
+  values, scored = smooth_curve(curve, smooth, smooth_percentile), ~np.isnan(curve)
   empty_level = -np.inf if floor is None else floor + fill_margin  # at or below: a slice without sample
-  if floor is not None and _fills(values, ~np.isnan(curve), floor, fill_margin, fill_level, fill_percentile):
+  # Past the fill margin everywhere but not the fill level: a background the model reads, or a
+  # sample less certain on some slices (a dip inside it), which must not split it (below).
+  read_background = floor is not None and _fills(values, scored, floor, fill_margin, 0.0, fill_percentile)
+  if read_background and _fills(values, scored, floor, fill_margin, fill_level, fill_percentile):
     return 0, len(curve)
   background, sample = np.percentile(values, [10, 90])
   near_floor = values <= empty_level
@@ -100,4 +108,13 @@ def interval_from_curve(
     return None
   areas = scipy.ndimage.sum(values - threshold, labels, index=np.arange(1, count + 1))
   run = np.nonzero(labels == np.argmax(areas) + 1)[0]
-  return int(run[0]), int(run[-1]) + 1
+  start, stop = int(run[0]), int(run[-1]) + 1
+  if read_background:
+    # A slice nearly as certain as the sample (past halfway from the fill level to the sample's
+    # certainty; the read background's noisy slices reach the fill level itself) is sample,
+    # whatever dips between it and the run: a less certain stretch inside does not split it.
+    cut = (_fill_cut(values, scored, floor, fill_margin, fill_level) + float(np.percentile(values[scored], 90))) / 2
+    past = np.flatnonzero(scored & (values > cut))
+    if past.size:
+      start, stop = min(start, int(past[0])), max(stop, int(past[-1]) + 1)
+  return start, stop

@@ -53,6 +53,13 @@ class CurveRuleTest(absltest.TestCase):
     start, stop = curves.interval_from_curve(curve, floor=chance, fill_level=0.5)
     self.assertLessEqual(abs(start - 30), 1)
     self.assertLessEqual(abs(stop - 70), 1)
+    # A stretch inside the sample as uncertain as the read background (0.55 between plateaus at
+    # 0.98; the larger one alone would be the run) does not split it.
+    dip = _curve(start=30, stop=70, low=0.6, high=0.98, noise=0.02)
+    dip[42:50] = 0.55
+    start, stop = curves.interval_from_curve(dip, floor=chance, fill_level=0.5)
+    self.assertLessEqual(abs(start - 30), 1)
+    self.assertLessEqual(abs(stop - 70), 1)
     # A sample on every slice, more certain on some: the least certain still past the midpoint.
     uneven = _curve(start=40, stop=80, low=0.65, high=0.95, noise=0.02)
     self.assertEqual(curves.interval_from_curve(uneven, floor=chance, fill_level=0.5), (0, 100))
