@@ -89,6 +89,13 @@ def get_config(arg=None):
   # (at chance) longer than half the smoothing window means the axis is not filled; at the 10th
   # percentile an axis with under a tenth of its slices empty passed for filled (C57BL6, README).
   config.localize.fill_percentile = 0.0
+  # ... and this fraction of the way from chance to the sample's certainty (its 90th percentile),
+  # where some axis of the volume reaches chance (ssl_ct/localize_rotation.py axis_intervals): on
+  # two of xenopus seed 7's embryos the model reads the medium on every empty axial slice
+  # (certainty 0.45-0.5, the sample 0.98), and the margin alone took z whole. Chosen on xenopus
+  # and packed_head seed 7 (experiments/select_fill.py; README "Where an axis is filled"); 0 = the
+  # margin alone.
+  config.localize.fill_level = 0.75
   # Cut the box back where the certainty took in packing or a holder beside the sample: each face
   # moves in to the outer of the steady core (the curves cut at trim_level, ranked at
   # trim_smooth_percentile) and the threshold baseline's box, never out (ssl_ct/fusion.py).
