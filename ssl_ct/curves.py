@@ -21,7 +21,9 @@ sits `fill_margin` above the floor, there is no sample-free slice on the axis, a
 fills it (the whole axis). With `fill_level`, those slices must also sit that fraction of the way
 from the floor to the sample's certainty (the 90th percentile): a background that the model reads
 somewhat (certainty well above chance, but far below the sample's, on every empty slice: an axis
-along which the medium or the holder has an orientation) is not taken for sample.
+along which the medium or the holder has an orientation) is not taken for sample; the interval
+found on such an axis then takes in every slice past halfway from that level to the sample's
+certainty, so that a less certain stretch inside the sample does not split it.
 """
 
 import numpy as np
