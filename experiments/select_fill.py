@@ -14,7 +14,8 @@ IoU, boxes taking an axis whole that the truth does not fill, and, cropped with 
 margins (per face where the refinement measured: `crop.measured_pads`), the worst sample kept and
 the volume kept over the ideal. The rule it prints: the candidate with the least mean box error
 over the workdirs among those keeping at least `--min-kept` of every sample (or, where the
-run's own setting keeps less, no less than it). Choose on sets you do not report on.
+run's own setting keeps less, no less than it); of equals, the smaller. Choose on sets you do
+not report on.
 """
 
 import argparse
@@ -75,7 +76,7 @@ def main():
       total_error[level] += error
       if worst < bar:
         passing.discard(level)
-  chosen = min(passing, key=lambda level: total_error[level]) if passing else None
+  chosen = min(passing, key=lambda level: (total_error[level], level)) if passing else None  # ties: the smaller level
   print(f"the least mean box error keeping >= {args.min_kept} of every sample (or the run's own worst): {chosen}")
 
 
