@@ -42,7 +42,8 @@ def _whole_axes(box, truth_box, shape):
 
 
 def evaluate_level(workdir, fill_level):
-  """(mean relative error %, mean IoU, wrongly whole axes, worst sample kept, volume kept / ideal) of one replay."""
+  """(the run's own fill level, (mean relative error %, mean IoU, axes taken whole wrongly, worst
+  sample kept, volume kept / ideal)) of one replay with `fill_level`."""
   config, truths, found = select_margin.replay(workdir, fill_level=fill_level)
   errors, ious, whole = [], [], 0
   for name, (truth_box, mask) in truths.items():
@@ -52,7 +53,7 @@ def evaluate_level(workdir, fill_level):
     ious.append(metrics["iou"])
     whole += _whole_axes(box, truth_box, mask.shape)
   worst, ratio = select_margin.score(found, truths, config.crop.margin, config.crop.get("measured_margin"))
-  return float(np.mean(errors)), float(np.mean(ious)), whole, worst, ratio, config.localize.get("fill_level", 0.0)
+  return config.localize.get("fill_level", 0.0), (float(np.mean(errors)), float(np.mean(ious)), whole, worst, ratio)
 
 
 def main():
@@ -63,12 +64,13 @@ def main():
   args = parser.parse_args()
   passing, total_error = set(args.fill_levels), dict.fromkeys(args.fill_levels, 0.0)
   for workdir in args.workdirs.split(","):
-    scores = {level: evaluate_level(workdir, level) for level in args.fill_levels}
-    own_level = scores[args.fill_levels[0]][5]
-    own = scores[own_level] if own_level in scores else evaluate_level(workdir, own_level)
+    scores = {}
+    for level in args.fill_levels:
+      own_level, scores[level] = evaluate_level(workdir, level)
+    own = scores[own_level] if own_level in scores else evaluate_level(workdir, own_level)[1]
     bar = min(args.min_kept, own[3])  # a run whose own crops already cut a sample sets a lower bar
     print(f"{workdir} (the run's fill_level: {own_level}):")
-    for level, (error, iou, whole, worst, ratio, _) in scores.items():
+    for level, (error, iou, whole, worst, ratio) in scores.items():
       print(
         f"  fill_level {level:g}: box error {error:.2f}%, IoU {iou:.3f}, axes taken whole wrongly {whole};"
         f" cropped: sample kept worst {worst:.4f}, volume kept {ratio:.2f}x ideal"

@@ -45,26 +45,17 @@ def curve_noise(curve, keep=None):
   return float(1.4826 * np.median(np.abs(diffs - np.median(diffs))) / np.sqrt(2)) if len(diffs) else 0.0
 
 
-def _fill_cut(values, scored, floor, fill_margin, fill_level):
-  """The certainty every slice of a filled axis exceeds: `fill_margin` above `floor`, and `fill_level`
-  of the way from it to the sample's certainty (the 90th percentile of the scored slices)."""
-  return floor + max(fill_margin, fill_level * (float(np.percentile(values[scored], 90)) - floor))
-
-
-def _fills(values, scored, floor, fill_margin, fill_level, fill_percentile):
-  """True when even the least certain `fill_percentile` % of the scored slices of the smoothed
-  curve `values` exceed `_fill_cut`."""
-  if scored.sum() < 2:
-    return False
-  low = float(np.percentile(values[scored], fill_percentile))
-  return low > _fill_cut(values, scored, floor, fill_margin, fill_level)
+def _least_certain(values, scored, fill_percentile):
+  """The smoothed certainty of the least certain `fill_percentile` % of the scored slices (None
+  with fewer than two scored: no level to read)."""
+  return float(np.percentile(values[scored], fill_percentile)) if scored.sum() >= 2 else None
 
 
 def reaches_chance(curve, *, floor, fill_margin=0.2, fill_percentile=0.0, smooth=0.03, smooth_percentile=50.0, **_):
   """True when the least certain `fill_percentile` % of the smoothed curve's scored slices sit within
   `fill_margin` of `floor`: the axis has slices the model reads no better than chance (empty ones)."""
-  values = smooth_curve(curve, smooth, smooth_percentile)
-  return not _fills(values, ~np.isnan(curve), floor, fill_margin, 0.0, fill_percentile)
+  low = _least_certain(smooth_curve(curve, smooth, smooth_percentile), ~np.isnan(curve), fill_percentile)
+  return low is None or low <= floor + fill_margin
 
 
 def interval_from_curve(
@@ -88,11 +79,15 @@ def interval_from_curve(
   """
   values, scored = smooth_curve(curve, smooth, smooth_percentile), ~np.isnan(curve)
   empty_level = -np.inf if floor is None else floor + fill_margin  # at or below: a slice without sample
+  low = None if floor is None else _least_certain(values, scored, fill_percentile)
+  if low is not None:
+    top = float(np.percentile(values[scored], 90))  # the sample's certainty
+    fill_cut = max(empty_level, floor + fill_level * (top - floor))
+    if low > fill_cut:
+      return 0, len(curve)
   # Past the fill margin everywhere but not the fill level: a background the model reads, or a
   # sample less certain on some slices (a dip inside it), which must not split it (below).
-  read_background = floor is not None and _fills(values, scored, floor, fill_margin, 0.0, fill_percentile)
-  if read_background and _fills(values, scored, floor, fill_margin, fill_level, fill_percentile):
-    return 0, len(curve)
+  read_background = low is not None and low > empty_level
   background, sample = np.percentile(values, [10, 90])
   near_floor = values <= empty_level
   if background > empty_level and near_floor.any():
@@ -115,8 +110,7 @@ def interval_from_curve(
     # A slice nearly as certain as the sample (past halfway from the fill level to the sample's
     # certainty; the read background's noisy slices reach the fill level itself) is sample,
     # whatever dips between it and the run: a less certain stretch inside does not split it.
-    cut = (_fill_cut(values, scored, floor, fill_margin, fill_level) + float(np.percentile(values[scored], 90))) / 2
-    past = np.flatnonzero(scored & (values > cut))
+    past = np.flatnonzero(scored & (values > (fill_cut + top) / 2))
     if past.size:
       start, stop = min(start, int(past[0])), max(stop, int(past[-1]) + 1)
   return start, stop
