@@ -22,6 +22,7 @@ import argparse
 import os
 
 import numpy as np
+import select_fusion
 import select_margin
 
 from ssl_ct import evaluate
@@ -41,10 +42,11 @@ def _whole_axes(box, truth_box, shape):
   )
 
 
-def evaluate_level(workdir, fill_level):
+def evaluate_level(workdir, loaded, fill_level):
   """(the run's own fill level, (mean relative error %, mean IoU, axes taken whole wrongly, worst
-  sample kept, volume kept / ideal)) of one replay with `fill_level`."""
-  config, truths, found = select_margin.replay(workdir, fill_level=fill_level)
+  sample kept, volume kept / ideal)) of one replay with `fill_level`; `loaded`:
+  `select_fusion._load(workdir)`, the volumes, curves and truths read once for every candidate."""
+  config, truths, found = select_margin.replay(workdir, loaded=loaded, fill_level=fill_level)
   errors, ious, whole = [], [], 0
   for name, (truth_box, mask) in truths.items():
     box = found[name][0]
@@ -64,10 +66,10 @@ def main():
   args = parser.parse_args()
   passing, total_error = set(args.fill_levels), dict.fromkeys(args.fill_levels, 0.0)
   for workdir in args.workdirs.split(","):
-    scores = {}
+    loaded, scores = select_fusion._load(workdir), {}
     for level in args.fill_levels:
-      own_level, scores[level] = evaluate_level(workdir, level)
-    own = scores[own_level] if own_level in scores else evaluate_level(workdir, own_level)[1]
+      own_level, scores[level] = evaluate_level(workdir, loaded, level)
+    own = scores[own_level] if own_level in scores else evaluate_level(workdir, loaded, own_level)[1]
     bar = min(args.min_kept, own[3])  # a run whose own crops already cut a sample sets a lower bar
     print(f"{workdir} (the run's fill_level: {own_level}):")
     for level, (error, iou, whole, worst, ratio) in scores.items():

@@ -30,11 +30,12 @@ def _floats(text):
   return tuple(float(v) for v in text.split(","))
 
 
-def replay(workdir, faces=None, **rule_changes):
+def replay(workdir, faces=None, loaded=None, **rule_changes):
   """(config, truths, {name: (refined box or None, measured faces or None)}) of the run's pipeline;
   `faces`: the refinement's `measure` ("all" or "plane") instead of the run's; `rule_changes`:
-  curve-rule settings (`curves.interval_from_curve`'s keywords) instead of the run's."""
-  config, volumes, curves, baseline, truths = select_fusion._load(workdir)
+  curve-rule settings (`curves.interval_from_curve`'s keywords) instead of the run's; `loaded`:
+  `select_fusion._load(workdir)`, read once by a caller that replays a workdir several times."""
+  config, volumes, curves, baseline, truths = loaded or select_fusion._load(workdir)
   rule, settings = select_fusion.rules(config)
   rule.update(rule_changes)
   settings = dict(settings, measure=faces) if faces else settings
