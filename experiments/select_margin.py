@@ -30,15 +30,17 @@ def _floats(text):
   return tuple(float(v) for v in text.split(","))
 
 
-def replay(workdir, faces=None, loaded=None, **rule_changes):
+def replay(workdir, faces=None, loaded=None, refine_changes=None, **rule_changes):
   """(config, truths, {name: (refined box or None, measured faces or None)}) of the run's pipeline;
-  `faces`: the refinement's `measure` ("all" or "plane") instead of the run's; `rule_changes`:
-  curve-rule settings (`curves.interval_from_curve`'s keywords) instead of the run's; `loaded`:
-  `select_fusion._load(workdir)`, read once by a caller that replays a workdir several times."""
+  `faces`: the refinement's `measure` ("all" or "plane") instead of the run's; `refine_changes`:
+  the refinement's settings (`refine.refine_box_faces`' keywords) instead of the run's;
+  `rule_changes`: curve-rule settings (`curves.interval_from_curve`'s keywords) instead of the
+  run's; `loaded`: `select_fusion._load(workdir)`, read once by a caller that replays a workdir
+  several times."""
   config, volumes, curves, baseline, truths = loaded or select_fusion._load(workdir)
   rule, settings = select_fusion.rules(config)
   rule.update(rule_changes)
-  settings = dict(settings, measure=faces) if faces else settings
+  settings = dict(settings, **(refine_changes or {}), **({"measure": faces} if faces else {}))
   core_rule = dict(rule, level=config.localize.trim_level, smooth_percentile=config.localize.trim_smooth_percentile)
   found = {}
   for name, by_axis in curves.items():

@@ -89,8 +89,8 @@ _RULES = (
   ("crop.margin", lambda v: _is_num(v, 0, 0.5), "a fraction of the side in [0, 0.5]"),
   (
     "crop.measured_margin",
-    lambda v: _is_num(v, 0, 0.5),
-    "a fraction of the side in [0, 0.5] (crop.margin: the same on every face)",
+    lambda v: _is_num(v, 0, 0.5) or (isinstance(v, (tuple, list)) and len(v) == 3 and all(_is_num(x, 0, 0.5) for x in v)),
+    "a fraction of the side in [0, 0.5], or three (z, y, x) (crop.margin: the same on every face)",
   ),
   ("crop.margin_um", lambda v: _is_num(v, 0), "micrometres >= 0 (0: use crop.margin)"),
   ("crop.levels", lambda v: _is_int(v, 0), "an integer >= 0 (0: automatic)"),
@@ -132,6 +132,8 @@ _RULES = (
   ("localize.refine_min_sample_slices", lambda v: _is_num(v, 0, 1), "a fraction of the box's slices in [0, 1] (0: never null)"),
   ("localize.refine_min_coverage", lambda v: _is_num(v, 0, 1), "a fraction of the slices' foreground in [0, 1] (0: off)"),
   ("localize.refine_measure", lambda v: v in ("all", "plane"), "'all' or 'plane' (the faces that may count as measured)"),
+  ("localize.refine_cut_slices", lambda v: _is_int(v, 2), "an integer >= 2 (slices)"),
+  ("localize.refine_cut_rank", lambda v: _is_num(v, 0, 100), "a percentile in [0, 100] (50: the median over runs)"),
 )
 
 

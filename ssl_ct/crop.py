@@ -98,17 +98,21 @@ def _pair_of_counts(pair):
 def face_pads(measured, shape, margin, measured_margin, factor=1):
   """[[before, after] voxels per axis] of a box whose faces the localizer measured (`measured`,
   ssl_ct/refine.py: where the growth found the sample's end): `measured_margin` of the side on
-  those (at least `factor` voxels, one voxel of the grid it was measured on, when above 0), the
-  uniform `margin` (a fraction or voxels) on the rest, and never more than it."""
+  those (one fraction, or one per axis in volume order; at least `factor` voxels, one voxel of
+  the grid it was measured on, when above 0), the uniform `margin` (a fraction or voxels) on the
+  rest, and never more than it."""
   uniform = margin_voxels(margin, shape)
-  small = [min(u, max(int(np.ceil(measured_margin * n)), factor if measured_margin > 0 else 0)) for u, n in zip(uniform, shape)]
+  fractions = np.broadcast_to(np.asarray(measured_margin, float), (3,))
+  small = [min(u, max(int(np.ceil(f * n)), factor if f > 0 else 0)) for u, f, n in zip(uniform, fractions, shape)]
   return [[s if m else u for m in pair] for pair, s, u in zip(measured, small, uniform)]
 
 
 def measured_pads(measured, shape, margin, measured_margin, factor=1):
   """`face_pads` where they differ from the uniform margin: None without measured faces, without a
   margin, or when `measured_margin` is None or `margin` itself (the same on every face)."""
-  if not measured or margin is None or measured_margin is None or measured_margin == margin:
+  if (
+    not measured or margin is None or measured_margin is None or all(m == margin for m in np.broadcast_to(measured_margin, (3,)))
+  ):
     return None
   return face_pads(measured, shape, margin, measured_margin, factor)
 

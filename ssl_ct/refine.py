@@ -28,7 +28,6 @@ MISSED = "grown to the foreground it missed"  # in the note of a box the coverag
 _BLOCK = 64  # slices per read
 _SIGMA = 1.0  # voxels, Gaussian smoothing of the z-scores
 _HALO = 3  # slices read past a block's ends so the smoothing sees its neighbours
-_CUT_SLICES = 16  # contiguous background slices per run the foreground cut is measured on
 _CUT_CHUNKS = 8  # such runs, at most
 _STAT_SLICES = 128  # background slices the per-pixel statistics are taken over, at most
 
@@ -82,16 +81,19 @@ def _smoothed_z(block, centre, spread, along):
   return scipy.ndimage.gaussian_filter((block - centre) / spread, sigma, mode="nearest")
 
 
-def _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive, block_dims=(0, 1, 2)):
+def _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive, cut, block_dims=(0, 1, 2)):
   """Per block dimension, the |smoothed z| that only `false_positive` of background voxels exceed.
 
   CT noise is neither Gaussian nor independent (streaks, rings), so a multiple of its spread
-  would not say how often empty voxels pass: the quantile is measured, on up to _CUT_CHUNKS
-  runs of _CUT_SLICES background slices spread over the background, and the median over runs
-  taken. Atypical runs (the tube's ends, a faint part of the sample still outside the box)
-  are outvoted.
+  would not say how often empty voxels pass: the quantile is measured on up to _CUT_CHUNKS runs
+  of background slices spread over the background, `cut` = (slices per run, the percentile over
+  runs taken: 50, the median). Atypical runs (the tube's ends, a faint part of the sample still
+  outside the box, debris) are outvoted. They only raise a run's quantile, so a lower percentile
+  outvotes more of them: when most runs hold some (a faint end on each side of the box, debris),
+  the median is one of them and the growth stalls short of the faint end.
   """
-  chunks = [(first, min(b, first + _CUT_SLICES)) for a, b in runs for first in range(a, b, _CUT_SLICES)]
+  cut_slices, cut_rank = cut
+  chunks = [(first, min(b, first + cut_slices)) for a, b in runs for first in range(a, b, cut_slices)]
   chunks = [chunks[i] for i in _evenly(len(chunks), _CUT_CHUNKS)]
   quantiles = []
   for first, stop in chunks:
@@ -102,7 +104,7 @@ def _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive, block_dims
         for d in range(3)
       ]
     )
-  return [float(q) for q in np.median(quantiles, axis=0)]
+  return [float(q) for q in np.percentile(quantiles, cut_rank, axis=0)]
 
 
 def _profiles(volume, axis, lo, hi, centre, spread, cuts, block_dims=(0, 1, 2)):
@@ -153,6 +155,8 @@ def refine_box_faces(
   false_positive=3e-4,
   min_fraction=0.005,
   guard=0.02,
+  cut_slices=16,
+  cut_rank=50.0,
   max_gap=2,
   min_background=0.05,
   iterations=4,
@@ -168,6 +172,8 @@ def refine_box_faces(
 
   `band`: how far a face may move, fraction of the volume's side along that dimension;
   `guard`: slices next to the box left out of the background, fraction of the axis (at least 2);
+  `cut_slices`, `cut_rank`: the length of the background runs the foreground cut is measured on,
+  and the percentile over runs taken (`_cuts`);
   `min_background`: fewest background slices needed, fraction of the axis (at least 8).
   `min_sample_slices`: a box fewer of whose slices than this hold a sample (by the growth's
   own rule) is no sample: (None, note). On the demo's seed-4 set at least 0.91 of every coarse
@@ -184,10 +190,11 @@ def refine_box_faces(
   guard_slices = max(2, int(round(guard * length)))
   needed = max(8, int(np.ceil(min_background * length)))
   start, stop = list(box["start"]), list(box["stop"])
-  local = dict(band=band, false_positive=false_positive, min_fraction=min_fraction, guard_slices=guard_slices)
+  cut = (cut_slices, cut_rank)
+  local = dict(band=band, false_positive=false_positive, min_fraction=min_fraction, guard_slices=guard_slices, cut=cut)
   local.update(needed=needed, max_gap=max_gap, iterations=iterations, min_sample_slices=min_sample_slices)
   covers = []  # what _grow_to_foreground did
-  rule = dict(false_positive=false_positive, min_fraction=min_fraction, min_coverage=min_coverage, max_gap=max_gap)
+  rule = dict(false_positive=false_positive, min_fraction=min_fraction, min_coverage=min_coverage, max_gap=max_gap, cut=cut)
 
   def cover_plane():  # over the whole cross-section of the box's slices, against the slices outside them
     runs = _background_runs(length, start[axis], stop[axis], guard_slices)
@@ -240,7 +247,20 @@ def _band_limits(shape, start, stop, band):
 
 
 def _grow_in_band(
-  volume, axis, start, stop, *, band, false_positive, min_fraction, guard_slices, needed, max_gap, iterations, min_sample_slices
+  volume,
+  axis,
+  start,
+  stop,
+  *,
+  band,
+  false_positive,
+  min_fraction,
+  guard_slices,
+  cut,
+  needed,
+  max_gap,
+  iterations,
+  min_sample_slices,
 ):
   """Grows [start, stop) in place within the band around it; (status, note): "grown" (moved or not), "no
   background" (too few empty slices: left as it is) or "no sample" (unchanged; the box is none)."""
@@ -261,7 +281,7 @@ def _grow_in_band(
     if sum(b - a for a, b in runs) < needed:
       return "no background", f"not refined further: fewer than {needed} empty slices along {'zyx'[axis]} outside the box"
     centre, spread = _background_stats(volume, axis, runs, lo, hi)
-    cuts = _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive)
+    cuts = _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive, cut)
     counts = dict(zip([axis, *_plane_dims(axis)], _profiles(volume, axis, lo, hi, centre, spread, cuts)))
     if round_ == 0:
       inside = hits_of(counts[axis], axis)[start[axis] - lo[axis] : stop[axis] - lo[axis]]
@@ -282,7 +302,7 @@ def _grow_in_band(
 
 
 def _grow_to_foreground(
-  volume, axis, dims, runs, lo, hi, start, stop, where, *, false_positive, min_fraction, min_coverage, max_gap
+  volume, axis, dims, runs, lo, hi, start, stop, where, *, false_positive, min_fraction, min_coverage, max_gap, cut
 ):
   """Grows [start, stop) along `dims` (in place) to the region's foreground when it holds too little of it; the note.
 
@@ -296,7 +316,7 @@ def _grow_to_foreground(
   is foreground, gaps of `max_gap` bridged, that holds the most of it): conservative, a crop
   keeps what it might otherwise cut away.
   """
-  fractions, counts, sides = _coverage(volume, axis, lo, hi, start, stop, runs, false_positive, dims)
+  fractions, counts, sides = _coverage(volume, axis, lo, hi, start, stop, runs, false_positive, cut, dims)
   low = min(dims, key=lambda d: fractions[d])
   if fractions[low] >= min_coverage:
     return ""
@@ -325,7 +345,7 @@ def _main_run(counts, hits, max_gap):
   return int(firsts[best]), int(lasts[best]) + 1
 
 
-def _coverage(volume, axis, lo, hi, start, stop, runs, false_positive, dims=(0, 1, 2)):
+def _coverage(volume, axis, lo, hi, start, stop, runs, false_positive, cut, dims=(0, 1, 2)):
   """({dim: fraction of the region's foreground inside [start, stop)}, per-index foreground counts, region sides).
 
   The region [lo, hi) is scored against the background slices `runs` along `axis` (region
@@ -333,7 +353,7 @@ def _coverage(volume, axis, lo, hi, start, stop, runs, false_positive, dims=(0, 
   order = [axis, *_plane_dims(axis)]  # block dimension -> volume dimension
   block_dims = [order.index(d) for d in dims]
   centre, spread = _background_stats(volume, axis, runs, lo, hi)
-  cuts = _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive, block_dims)
+  cuts = _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive, cut, block_dims)
   counts = dict(zip(order, _profiles(volume, axis, lo, hi, centre, spread, cuts, block_dims)))
   fractions = {}
   for d in dims:

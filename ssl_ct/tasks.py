@@ -228,6 +228,8 @@ _REFINE_KEYS = {  # config.localize key -> refine.refine_box argument
   "refine_min_fraction": "min_fraction",
   "refine_min_sample_slices": "min_sample_slices",
   "refine_min_coverage": "min_coverage",
+  "refine_cut_slices": "cut_slices",
+  "refine_cut_rank": "cut_rank",
   "refine_measure": "measure",
 }
 

@@ -67,6 +67,8 @@ class ConfigTest(parameterized.TestCase):
     ("localize.twin_offsets", (0.05, 0.1)),  # fractions of the axis, as before: now slices
     ("localize.refine_axis", -1),
     ("localize.refine_false_positive", 0.0),
+    ("localize.refine_cut_slices", 1),
+    ("localize.refine_cut_rank", 101.0),
   )
   def test_bad_values_are_named(self, key, value):
     config = rotation_xenopus.get_config("tiny")

@@ -29,6 +29,19 @@ class RefineTest(absltest.TestCase):
     self.assertIn("z+ by 8", note)
     self.assertIn("y+ by 4", note)
 
+  def test_a_lower_cut_rank_outvotes_runs_tainted_by_faint_ends_and_debris(self):
+    data = _tube(seed=1)
+    data[40:80, 16:32, 16:32] += 60.0  # the core the coarse box sits on
+    data[28:40, 18:30, 18:30] += 12.0  # faint ends on both sides, reaching into the background runs
+    data[80:92, 18:30, 18:30] += 12.0
+    data[0:8, 36:44, 6:14] += 30.0  # debris at the volume's end, outside the band
+    coarse = {"start": [40, 16, 16], "stop": [80, 32, 32]}
+    stalled, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0)  # most runs tainted: the median is one of them
+    self.assertEqual(stalled, coarse)
+    box, note = refine.refine_box(ArrayVolume(data), coarse, axis=0, cut_slices=8, cut_rank=25.0)
+    self.assertEqual(box, {"start": [28, 16, 16], "stop": [92, 32, 32]})
+    self.assertIn("z- by 12, z+ by 12", note)
+
   def test_never_shrinks_and_ignores_what_every_slice_has(self):
     data = _tube(seed=1)
     data[30:70, 10:38, 10:38] += 60.0

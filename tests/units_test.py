@@ -120,6 +120,10 @@ class MarginTest(absltest.TestCase):
     self.assertEqual(crop.face_pads(measured, shape, 0.05, 0.01, factor=3)[0], [3, 5])
     self.assertEqual(crop.face_pads(measured, shape, 0.05, 0.0)[2], [0, 0])
     self.assertEqual(crop.face_pads(measured, shape, 0.01, 0.05), [[1, 1], [2, 2], [4, 4]])
+    # One fraction per axis (volume order): the faces along the refinement's axis may get another.
+    self.assertEqual(crop.face_pads(measured, shape, 0.05, (0.03, 0.01, 0.01)), [[3, 5], [10, 2], [4, 4]])
+    self.assertIsNone(crop.measured_pads(measured, shape, 0.05, (0.05, 0.05, 0.05)))
+    self.assertEqual(crop.measured_pads(measured, shape, 0.05, (0.05, 0.01, 0.01))[0], [5, 5])
     self.assertEqual(crop.margin_box(box, shape, 0.05, face_pads=pads), {"start": [39, 40, 56], "stop": [65, 152, 304]})
     for bad in ("wide", "0.9", "10 parsecs", -0.1):
       with self.assertRaises(ValueError):
