@@ -121,10 +121,15 @@ def get_config(arg=None):
   # foreground along z or across its slices grows to it. On xenopus seed 4 two boxes ended inside
   # their embryos (worst kept 0.431 after the crop; 1.000 with the rule; README).
   config.localize.refine_min_coverage = 0.9
+  # The foreground cut: measured on runs of this many background slices, the 25th percentile over
+  # runs taken (the sorting config: 16, the median). On the xenopus seed-5 demo most runs held a
+  # faint embryo end or debris, the median cut sat at their level, and two growths stalled 7 and 9
+  # slices inside their embryos; chosen with the measured faces below (README, "Per-face margins").
+  config.localize.refine_cut_slices = 8
+  config.localize.refine_cut_rank = 25.0
   # Which faces the refinement may call measured (crop.measured_margin goes on those): "all", or
-  # "plane", those across refine_axis only. Plane: on the xenopus seed-5 demo two measured z faces
-  # sat 7 and 9 voxels inside faint embryos, the y and x faces of seeds 4, 5 and 7 within 2-3 (README).
-  config.localize.refine_measure = "plane"
+  # "plane", those across refine_axis only (the setting before the cut above; README).
+  config.localize.refine_measure = "all"
   # Boxes are used only from a model whose validation rotation accuracy is at least this many
   # times chance; below it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.min_accuracy_over_chance = 2.0
@@ -135,9 +140,8 @@ def get_config(arg=None):
   config.crop = ml_collections.ConfigDict()
   config.crop.margin = 0.05  # safety margin around the box, fraction of each side of the volume
   # On the faces the refinement measured the sample's end at (ssl_ct/crop.py face_pads; at least one
-  # voxel of the grid measured on). Chosen with localize.refine_measure = "plane" on the selection
-  # seeds 4, 5 and 7, xenopus and packed_head (experiments/select_margin.py, README): the smallest
-  # value checked on all of them (0 was not, on seeds 4-5); worst kept 0.9934 (uniform: 0.9936).
+  # voxel of the grid measured on; one fraction, or three (z, y, x)). Chosen on the selection seeds
+  # 4, 5 and 7 (experiments/select_margin.py for the y and x faces, select_axis_margin.py for z, README).
   config.crop.measured_margin = 0.005
   config.crop.out_dir = ""  # where cropped volumes go; "" = <workdir>/cropped
   config.crop.margin_um = 0.0  # > 0: the margin in micrometres on every face instead (needs the voxel size)
