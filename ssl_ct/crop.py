@@ -110,9 +110,9 @@ def face_pads(measured, shape, margin, measured_margin, factor=1):
 def measured_pads(measured, shape, margin, measured_margin, factor=1):
   """`face_pads` where they differ from the uniform margin: None without measured faces, without a
   margin, or when `measured_margin` is None or `margin` itself (the same on every face)."""
-  if (
-    not measured or margin is None or measured_margin is None or all(m == margin for m in np.broadcast_to(measured_margin, (3,)))
-  ):
+  if not measured or margin is None or measured_margin is None:
+    return None
+  if all(m == margin for m in np.broadcast_to(measured_margin, (3,))):
     return None
   return face_pads(measured, shape, margin, measured_margin, factor)
 
