@@ -33,10 +33,6 @@ import select_margin
 from ssl_ct import evaluate
 
 
-def _floats(text):
-  return tuple(float(v) for v in text.split(","))
-
-
 def _ints(text):
   return tuple(int(v) for v in text.split(","))
 
@@ -58,9 +54,9 @@ def _error(found, truths):
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--workdirs", required=True, help="comma-separated rotation workdirs with a localization run")
-  parser.add_argument("--axis-margins", type=_floats, default=(0.005, 0.01, 0.02, 0.03, 0.04, 0.05))
+  parser.add_argument("--axis-margins", type=select_margin._floats, default=(0.005, 0.01, 0.02, 0.03, 0.04, 0.05))
   parser.add_argument("--cut-slices", type=_ints, default=(16, 8), help="localize.refine_cut_slices candidates")
-  parser.add_argument("--cut-ranks", type=_floats, default=(50.0, 25.0), help="localize.refine_cut_rank candidates")
+  parser.add_argument("--cut-ranks", type=select_margin._floats, default=(50.0, 25.0), help="localize.refine_cut_rank candidates")
   parser.add_argument("--fill-level", type=float, help="localize.fill_level for every replay (default: each run's own)")
   parser.add_argument("--min-kept", type=float, default=0.995, help="every sample keeps at least this after the crop")
   args = parser.parse_args()

@@ -28,10 +28,6 @@ import select_margin
 from ssl_ct import evaluate
 
 
-def _floats(text):
-  return tuple(float(v) for v in text.split(","))
-
-
 def _whole_axes(box, truth_box, shape):
   """Axes the box takes whole while the truth does not reach both ends."""
   if box is None or truth_box is None:
@@ -61,7 +57,7 @@ def evaluate_level(workdir, loaded, fill_level):
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--workdirs", required=True, help="comma-separated rotation workdirs with a localization run")
-  parser.add_argument("--fill-levels", type=_floats, default=(0.0, 0.25, 0.5, 0.75))
+  parser.add_argument("--fill-levels", type=select_margin._floats, default=(0.0, 0.25, 0.5, 0.75))
   parser.add_argument("--min-kept", type=float, default=0.995, help="every sample keeps at least this after the crop")
   args = parser.parse_args()
   passing, total_error = set(args.fill_levels), dict.fromkeys(args.fill_levels, 0.0)

@@ -28,7 +28,7 @@ MISSED = "grown to the foreground it missed"  # in the note of a box the coverag
 _BLOCK = 64  # slices per read
 _SIGMA = 1.0  # voxels, Gaussian smoothing of the z-scores
 _HALO = 3  # slices read past a block's ends so the smoothing sees its neighbours
-_CUT_CHUNKS = 8  # such runs, at most
+_CUT_CHUNKS = 8  # runs of background slices the foreground cut is measured on, at most (_cuts)
 _STAT_SLICES = 128  # background slices the per-pixel statistics are taken over, at most
 
 
