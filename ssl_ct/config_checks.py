@@ -37,6 +37,7 @@ _RULES = (
   ("data.label_kind", lambda v: v in ("mask", "box"), "'mask' or 'box'"),
   ("data.max_boxes", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("data.foreground_fraction", lambda v: _is_num(v, 0, 1) and v < 1, "a fraction in [0, 1)"),
+  ("model.decoder_channels", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("model.aspp_rates", lambda v: len(v) >= 1 and all(_is_int(r, 1) for r in v), "whole atrous rates >= 1"),
   ("train.keep_best", lambda v: isinstance(v, bool), "True or False"),
   ("train.patience", lambda v: _is_int(v, 0), "an integer >= 0 (0: train every step)"),

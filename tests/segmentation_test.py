@@ -202,6 +202,9 @@ class DecodersTest(parameterized.TestCase):
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), {"image": x}), images)
     logits, _ = jax.eval_shape(lambda v, x: model.apply(v, {"image": x}), variables, images)
     self.assertEqual(logits.shape, (config.data.batch_size, n, n, 2))
+    if decoder == "deeplabv3plus":  # the paper's 256 channels in the ASPP and the decoder (the demo scales them)
+      self.assertEqual(variables["params"]["decoder_2"]["Conv_0"]["kernel"].shape[-1], 256)
+      self.assertEqual(variables["params"]["aspp_project"]["Conv_0"]["kernel"].shape[-1], 256)
 
   def test_a_real_forward_pass_of_the_tiny_model(self):
     config = segment_medaka.get_config("tiny")

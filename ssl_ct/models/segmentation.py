@@ -109,5 +109,10 @@ def make_model(model_config, num_classes):
     dtype=resnet.get_compute_dtype(model_config),
   )()
   if model_config.decoder == "deeplabv3plus":
-    return DeepLabV3Plus(encoder=encoder, num_classes=num_classes, rates=tuple(model_config.aspp_rates))
+    return DeepLabV3Plus(
+      encoder=encoder,
+      num_classes=num_classes,
+      aspp_channels=model_config.decoder_channels,
+      rates=tuple(model_config.aspp_rates),
+    )
   return UNet(encoder=encoder, num_classes=num_classes)
