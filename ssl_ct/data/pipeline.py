@@ -127,18 +127,25 @@ def rotation_validation_batches(dataset, data_config, *, seed, num_pairs, batch_
   The rotation task trains on every volume, so these come from the training volumes: they
   measure how well the pretext task was learned (per axis), not generalization.
   """
-  source = make_slice_addresses(dataset)
   read = ReadRotationPair(
     dataset, size=data_config.slice_size, twin_range=data_config.twin_range, angles_deg=data_config.angles_deg
   )
-  pairs = []
+  pairs = [read.random_map(element, rng) for element, rng in rotation_validation_draws(dataset, seed, num_pairs, batch_size)]
+  stacked = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
+  return [{key: np.stack([p[key] for p in batch]) for key in batch[0]} for batch in stacked]
+
+
+def rotation_validation_draws(dataset, seed, num_pairs, batch_size):
+  """[(element, rng)] behind rotation_validation_batches, in its order: element = {"volume", "axis",
+  "index"} of the reference slice, rng the generator the pair is then drawn with."""
+  source = make_slice_addresses(dataset)
+  draws = []
   for i in range(num_pairs // batch_size * batch_size):
     rng = np.random.default_rng([seed, 13, i])
     volume, axis = (i // 3) % len(dataset.volumes), i % 3
     first, stop = source.valid_ranges[volume][axis]
-    pairs.append(read.random_map({"volume": volume, "axis": axis, "index": int(rng.integers(first, stop))}, rng))
-  stacked = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
-  return [{key: np.stack([p[key] for p in batch]) for key in batch[0]} for batch in stacked]
+    draws.append(({"volume": volume, "axis": axis, "index": int(rng.integers(first, stop))}, rng))
+  return draws
 
 
 class ReadTwoViews(grain.transforms.RandomMap):
