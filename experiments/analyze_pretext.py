@@ -64,7 +64,9 @@ def main():
   print("| workdir | axis | all pairs | through the sample (pairs) | beside it (pairs) | bound if beside = chance | chance |")
   print("|---|---|---|---|---|---|---|")
   for workdir in args.workdirs.split(","):
-    config = results.read_config(workdir)
+    # Workdirs of ssl_ct.main hold their config; the real benchmark's, only their localization runs'.
+    has_config = os.path.exists(os.path.join(workdir, "config.json"))
+    config = results.read_config(workdir if has_config else results.latest(workdir))
     if config.task != "rotation":
       raise SystemExit(f"error: --workdirs={workdir}: a {config.task} workdir; this analysis is for the rotation loss")
     chance = 1 / len(config.data.angles_deg)
