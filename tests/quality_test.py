@@ -20,9 +20,9 @@ def small_config():
   config.data.synthetic.seed = 3  # not the demo set, nor seeds 1-2 the curve rule was chosen on
   config.data.synthetic.num_volumes = 6
   config.data.slice_size = 48  # about half the demo's pixels: CI time
-  config.train.steps = 1000
+  config.train.steps = 500
   config.train.log_every = 100
-  config.train.checkpoint_every = 1000
+  config.train.checkpoint_every = 500
   return config
 
 
