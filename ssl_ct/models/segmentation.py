@@ -112,7 +112,7 @@ def make_model(model_config, num_classes):
     return DeepLabV3Plus(
       encoder=encoder,
       num_classes=num_classes,
-      aspp_channels=model_config.decoder_channels,
+      aspp_channels=model_config.get("decoder_channels", 256),  # configs written before the key: the paper's width
       rates=tuple(model_config.aspp_rates),
     )
   return UNet(encoder=encoder, num_classes=num_classes)
