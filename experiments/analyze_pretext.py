@@ -22,7 +22,7 @@ import os
 import jax
 import numpy as np
 
-from ssl_ct import metric_writer, results, run_localization, tasks
+from ssl_ct import baseline, metric_writer, results, run_localization, tasks
 from ssl_ct.data import pipeline, prepare
 
 
@@ -47,9 +47,8 @@ def pair_outcomes(config, workdir):
     entry, axis = dataset.truth.get(volume.name, {}), element["axis"]
     if entry.get("box") is None:
       continue  # no reference (or no sample) for this volume: neither side of a box
-    factor = dataset.factors[volume.name]
-    start, stop = entry["box"]["start"][axis] // factor, -(-entry["box"]["stop"][axis] // factor)
-    rows.append((axis, start <= element["index"] < stop, bool(right)))
+    box = baseline.shrink_box(entry["box"], dataset.factors[volume.name])  # input voxels -> the analysed grid
+    rows.append((axis, box["start"][axis] <= element["index"] < box["stop"][axis], bool(right)))
   return rows
 
 

@@ -112,7 +112,7 @@ def make_model(model_config, num_classes):
     return DeepLabV3Plus(
       encoder=encoder,
       num_classes=num_classes,
-      aspp_channels=model_config.get("decoder_channels", 256),  # configs written before the key: the paper's width
+      aspp_channels=model_config.get("decoder_channels", DeepLabV3Plus.aspp_channels),  # configs before the key: the paper's 256
       rates=tuple(model_config.aspp_rates),
     )
   return UNet(encoder=encoder, num_classes=num_classes)
