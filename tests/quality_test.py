@@ -20,9 +20,12 @@ def small_config():
   config.data.synthetic.seed = 3  # not the demo set, nor seeds 1-2 the curve rule was chosen on
   config.data.synthetic.num_volumes = 6
   config.data.slice_size = 48  # about half the demo's pixels: CI time
-  config.train.steps = 500
+  # 1000 steps: at 500 the validation accuracy sits at the trust gate (2x chance, 0.286), above it
+  # on one processor and below on another (0.2535 on an AMD EPYC: every box null, the test fails);
+  # at 1000 it is 0.378 there.
+  config.train.steps = 1000
   config.train.log_every = 100
-  config.train.checkpoint_every = 500
+  config.train.checkpoint_every = 1000
   return config
 
 
