@@ -106,7 +106,7 @@ def get_config(arg=None):
   config.localize.trim_smooth_percentile = 25.0
   # Grow the box to the sample's faint parts by background subtraction along refine_axis (the
   # scan's rotation axis, along which holders, medium and rings do not change; ssl_ct/refine.py).
-  # The sorting config's settings, checked on the held-out seeds 4 and 5 (README); a volume
+  # The sorting config's settings before its plane faces fit (README); a volume
   # without empty slices along the axis (a sample filling it) keeps its box.
   config.localize.refine = True
   config.localize.refine_axis = 0
@@ -130,6 +130,8 @@ def get_config(arg=None):
   # Which faces the refinement may call measured (crop.measured_margin goes on those): "all", or
   # "plane", those across refine_axis only (the setting before the cut above; README).
   config.localize.refine_measure = "all"
+  # The faces across refine_axis: "grow" (outward only) or "fit" (in to where the foreground ends, too).
+  config.localize.refine_plane = "grow"
   # Boxes are used only from a model whose validation rotation accuracy is at least this many
   # times chance; below it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.min_accuracy_over_chance = 2.0

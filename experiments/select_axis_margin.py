@@ -2,7 +2,7 @@ r"""Can the faces along the refinement's axis be measured too, and with what cro
 
   python -m ssl_ct.main --config=configs/rotation_xenopus.py:demo --workdir=W      # trains, localizes
   python experiments/select_axis_margin.py --workdirs=W7,W7P [--axis-margins=0.005,0.01,0.02,0.03,0.05]
-      [--cut-slices=16,8] [--cut-ranks=50,25] [--fill-level=0.75] [--min-kept=0.995]
+      [--cut-slices=16,8] [--cut-ranks=50,25] [--planes=grow,fit] [--fill-level=0.75] [--min-kept=0.995]
 
 The rotation config measures only the faces across the refinement's axis (z, the scan axis;
 `localize.refine_measure = "plane"`): its z faces keep the uniform 5%, because on the xenopus
@@ -11,7 +11,7 @@ growth stalls where the background the faces are scored against still holds the 
 ends or debris: the foreground cut, the median over runs of `localize.refine_cut_slices`
 background slices of a high quantile of |z|, rises to their level when most runs hold some
 (`ssl_ct/refine.py`; `localize.refine_cut_rank` takes a lower percentile over the runs). Each
-candidate (run length, percentile) is replayed on each run's saved curves (`select_margin.replay`: the curve
+candidate (run length, percentile, plane-face rule `localize.refine_plane`) is replayed on each run's saved curves (`select_margin.replay`: the curve
 rule, trim, refinement with every face measurable; no network run), and each candidate margin on
 the measured faces along the axis (the faces across it keep the run's `crop.measured_margin`, the
 rest the uniform `crop.margin`) is scored against the ground truth: box error, how far the axis's
@@ -57,10 +57,12 @@ def main():
   parser.add_argument("--axis-margins", type=select_margin._floats, default=(0.005, 0.01, 0.02, 0.03, 0.04, 0.05))
   parser.add_argument("--cut-slices", type=_ints, default=(16, 8), help="localize.refine_cut_slices candidates")
   parser.add_argument("--cut-ranks", type=select_margin._floats, default=(50.0, 25.0), help="localize.refine_cut_rank candidates")
+  parser.add_argument("--planes", default="grow", help="localize.refine_plane candidates: grow, fit or grow,fit")
   parser.add_argument("--fill-level", type=float, help="localize.fill_level for every replay (default: each run's own)")
   parser.add_argument("--min-kept", type=float, default=0.995, help="every sample keeps at least this after the crop")
   args = parser.parse_args()
-  candidates = list(itertools.product(args.cut_slices, args.cut_ranks, args.axis_margins))
+  planes = tuple(args.planes.split(","))
+  candidates = list(itertools.product(args.cut_slices, args.cut_ranks, planes, args.axis_margins))
   passing, volume = set(candidates), dict.fromkeys(candidates, 0.0)
   rule_changes = {} if args.fill_level is None else {"fill_level": args.fill_level}
   for workdir in args.workdirs.split(","):
@@ -72,21 +74,23 @@ def main():
     print(f"{workdir}: the run's own faces ({config.localize.refine_measure}): box error {_error(found, truths):.2f}%,", end="")
     print(f" sample kept worst {own[0]:.4f}, volume kept {own[1]:.2f}x ideal")
     bar = min(args.min_kept, own[0])
-    for cut_slices, cut_rank in itertools.product(args.cut_slices, args.cut_ranks):
-      changes = {"cut_slices": cut_slices, "cut_rank": cut_rank}
+    for cut_slices, cut_rank, plane in itertools.product(args.cut_slices, args.cut_ranks, planes):
+      changes = {"cut_slices": cut_slices, "cut_rank": cut_rank, "plane": plane}
       _, truths, found = select_margin.replay(workdir, faces="all", loaded=loaded, refine_changes=changes, **rule_changes)
-      print(f"  cut runs of {cut_slices} slices, percentile {cut_rank:g}: box error {_error(found, truths):.2f}%,", end="")
+      print(f"  cut runs of {cut_slices} slices, percentile {cut_rank:g}, plane faces {plane}: box error", end="")
+      print(f" {_error(found, truths):.2f}%,", end="")
       print(f" faces along {'zyx'[axis]} inside the truth by at most {_inside(found, truths, axis)} voxels")
       for axis_margin in args.axis_margins:
         margins = [plane_margin] * 3
         margins[axis] = axis_margin
         worst, ratio = select_margin.score(found, truths, margin, tuple(margins))
         print(f"    margin along {'zyx'[axis]} {axis_margin:g}: sample kept worst {worst:.4f}, volume kept {ratio:.2f}x ideal")
-        volume[cut_slices, cut_rank, axis_margin] += ratio
+        volume[cut_slices, cut_rank, plane, axis_margin] += ratio
         if worst < bar:
-          passing.discard((cut_slices, cut_rank, axis_margin))
+          passing.discard((cut_slices, cut_rank, plane, axis_margin))
   chosen = min(passing, key=lambda c: (volume[c], c)) if passing else None
-  print(f"the least volume keeping >= {args.min_kept} of every sample (run slices, percentile, margin along the axis): {chosen}")
+  what = "run slices, percentile, plane faces, margin along the axis"
+  print(f"the least volume keeping >= {args.min_kept} of every sample ({what}): {chosen}")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ r"""Which face refinement (ssl_ct/refine.py) and crop margin keep every sample a
 
 Replays each workdir's latest localization, which ran without refinement (its boxes.json holds
 the coarse boxes; rotation or sorting), with `refine.refine_box` on the analysed volumes over a
-grid of false-positive rates, minimum fractions and minimum coverages (and "none"), along the run's refinement axis
+grid of false-positive rates, minimum fractions, minimum coverages and plane-face rules (`--planes=grow,fit`)
+(and "none"), along the run's refinement axis
 (sorting: the sort axis; rotation: `localize.refine_axis`), each cropped with several margins.
 Prints, per setting and workdir, the box MAE, IoU, the mean and worst sample recall after
-cropping, the volume kept over the ideal (the truth boxes') and how many samples came back null;
+cropping, the volume kept over the ideal (the truth boxes') and how many samples came back null (with --faces, each face's mean
+signed offset from the truth's face, outward positive, and its range);
 with --empty-tubes=N, how many of N synthetic tubes without a fish, given the coarse boxes of N
 samples, the refinement declares empty (null). Needs ground-truth masks (the synthetic sets have
 them). Choose on sets you do not report on.
@@ -66,6 +68,21 @@ def _scores(boxes, truths, margin):
   return mae, iou, recall, min(r[2] for r in rows), kept / ideal
 
 
+def _face_offsets(boxes, truths):
+  """Each face's mean (and range of) signed offset from the truth's, in voxels, outward positive; boxes only."""
+  offsets = [
+    [t0 - p0 for p0, t0 in zip(boxes[n]["start"], truth_box["start"])]
+    + [p1 - t1 for p1, t1 in zip(boxes[n]["stop"], truth_box["stop"])]
+    for n, (truth_box, _) in truths.items()
+    if boxes[n] is not None
+  ]
+  offsets = np.array(offsets, float)
+  names = [f"{a}{s}" for s in "-+" for a in "zyx"]
+  return "  ".join(
+    f"{f} {m:+.2f} [{lo:+.0f},{hi:+.0f}]" for f, m, lo, hi in zip(names, offsets.mean(0), offsets.min(0), offsets.max(0))
+  )
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--workdirs", required=True, help="comma-separated workdirs with a localization run without refinement")
@@ -75,11 +92,17 @@ def main():
   parser.add_argument("--margins", default="0,0.01,0.025,0.05")
   parser.add_argument("--min-sample-slices", type=float, default=0.5, help="refine_box's no-sample rule; 0 turns it off")
   parser.add_argument("--min-coverages", default="0", help="refine_box's coverage rule (0: off), e.g. 0,0.25,0.5,0.75")
+  parser.add_argument("--planes", default="grow", help="refine_box's plane faces: grow, fit or grow,fit")
+  parser.add_argument("--faces", action="store_true", help="also print each face's mean signed offset from the truth")
   parser.add_argument("--empty-tubes", type=int, default=0, help="also refine each workdir's first N coarse boxes on empty tubes")
   args = parser.parse_args()
   floats = lambda text: [float(t) for t in text.split(",")]  # noqa: E731
   grid = itertools.product(
-    floats(args.false_positives), floats(args.min_fractions), floats(args.bands), floats(args.min_coverages)
+    floats(args.false_positives),
+    floats(args.min_fractions),
+    floats(args.bands),
+    floats(args.min_coverages),
+    args.planes.split(","),
   )
   settings = [None] + list(grid)
   for workdir in args.workdirs.split(","):
@@ -89,8 +112,9 @@ def main():
       if setting is None:
         boxes, text = coarse, "coarse (no refinement)"
       else:
-        false_positive, min_fraction, band, min_coverage = setting
+        false_positive, min_fraction, band, min_coverage, plane = setting
         kw = {
+          "plane": plane,
           "band": band,
           "false_positive": false_positive,
           "min_fraction": min_fraction,
@@ -99,10 +123,13 @@ def main():
         }
         boxes = {n: refine.refine_box(volumes[n], coarse[n], axis, **kw)[0] for n in volumes}
         text = f"false positive {false_positive:g}, min fraction {min_fraction:g}, band {band:g}, min coverage {min_coverage:g}"
+        text += f", plane faces {plane}"
         if min_coverage > 0:
           local = {n: refine.refine_box(volumes[n], coarse[n], axis, **{**kw, "min_coverage": 0.0})[0] for n in volumes}
           text += f" (grew {sum(boxes[n] != local[n] for n in volumes)} boxes)"
       nulls = sum(boxes[n] is None for n in volumes)
+      if args.faces:
+        print(f"  {text}: {_face_offsets(boxes, truths)}")
       for margin in floats(args.margins):
         mae, iou, recall, worst, kept = _scores(boxes, truths, margin)
         print(

@@ -9,7 +9,8 @@ them; after a Gaussian smoothing of one voxel (across the other two dimensions, 
 along each), a voxel is foreground when its |z| exceeds what only `false_positive` of the voxels of
 background slices do. Each face of the box then moves outward over every index whose foreground count is at least `min_fraction` of the
 region's cross-section (gaps of up to `max_gap` indices bridged), never past the band and never
-inward: the refinement only adds voxels. Along `axis` first, the background re-estimated
+inward: the refinement only adds voxels (with `plane="fit"` the faces across `axis` move in too, to
+where the foreground ends). Along `axis` first, the background re-estimated
 without the new sample slices each time, until it settles (at most `iterations` moves), then in
 the plane. A box most of whose slices hold nothing the empty ones do not (an empty tube that a
 network boxed anyway) is no sample.
@@ -151,6 +152,7 @@ def refine_box_faces(
   box,
   axis,
   *,
+  plane="grow",
   band=0.25,
   false_positive=3e-4,
   min_fraction=0.005,
@@ -169,6 +171,10 @@ def refine_box_faces(
   faces the growth found the sample's end at (none when it could not run: too few empty slices);
   `measure="plane"` counts only the faces in the plane across `axis` (a faint sample's ends along
   the axis can fall below the growth's foreground fraction: README, per-face margins).
+
+  `plane`: how the faces across `axis` move, "grow" (outward only) or "fit" (to the extent of the
+  foreground runs in the band that overlap the box, inward too: a coarse box a superpixel wider
+  than the sample shrinks to it; `_fit`). Along `axis` the faces only grow.
 
   `band`: how far a face may move, fraction of the volume's side along that dimension;
   `guard`: slices next to the box left out of the background, fraction of the axis (at least 2);
@@ -192,7 +198,7 @@ def refine_box_faces(
   start, stop = list(box["start"]), list(box["stop"])
   cut = (cut_slices, cut_rank)
   local = dict(band=band, false_positive=false_positive, min_fraction=min_fraction, guard_slices=guard_slices, cut=cut)
-  local.update(needed=needed, max_gap=max_gap, iterations=iterations, min_sample_slices=min_sample_slices)
+  local.update(needed=needed, max_gap=max_gap, iterations=iterations, min_sample_slices=min_sample_slices, plane=plane)
   covers = []  # what _grow_to_foreground did
   rule = dict(false_positive=false_positive, min_fraction=min_fraction, min_coverage=min_coverage, max_gap=max_gap, cut=cut)
 
@@ -224,6 +230,21 @@ def refine_box_faces(
   if measure == "plane":
     measured[axis] = [False, False]
   return (*_result(box, start, stop, "; ".join(filter(None, [*covers, note]))), measured)
+
+
+def _fit(hits, start, stop, offset, low, high, max_gap):
+  """(start, stop): the extent of the runs of hit indices in [low, high) (gaps of up to `max_gap`
+  bridged) that overlap [start, stop) or come within `max_gap` of it, so outward as far as `_grow`
+  and inward to the foreground's ends; unchanged when no run does (nothing to fit to)."""
+  indices = np.flatnonzero(hits[low - offset : high - offset]) + low
+  if not indices.size:
+    return start, stop
+  breaks = np.flatnonzero(np.diff(indices) > max_gap + 1)
+  firsts, stops = indices[np.r_[0, breaks + 1]], indices[np.r_[breaks, len(indices) - 1]] + 1
+  near = (firsts <= stop + max_gap) & (stops >= start - max_gap)
+  if not near.any():
+    return start, stop
+  return int(firsts[near].min()), int(stops[near].max())
 
 
 def refine_box(volume, box, axis, **settings):
@@ -261,8 +282,9 @@ def _grow_in_band(
   max_gap,
   iterations,
   min_sample_slices,
+  plane,
 ):
-  """Grows [start, stop) in place within the band around it; (status, note): "grown" (moved or not), "no
+  """Grows (or fits, `plane`) [start, stop) in place within the band around it; (status, note): "grown" (moved or not), "no
   background" (too few empty slices: left as it is) or "no sample" (unchanged; the box is none)."""
   shape, length = volume.shape, volume.shape[axis]
   lo, hi = _band_limits(shape, start, stop, band)
@@ -296,7 +318,10 @@ def _grow_in_band(
         start[axis], stop[axis] = new
         continue
     for d in _plane_dims(axis):
-      start[d], stop[d] = grown(d, counts[d])
+      if plane == "fit":
+        start[d], stop[d] = _fit(hits_of(counts[d], d), start[d], stop[d], lo[d], lo[d], hi[d], max_gap)
+      else:
+        start[d], stop[d] = grown(d, counts[d])
     break
   return "grown", ""
 
@@ -365,10 +390,10 @@ def _coverage(volume, axis, lo, hi, start, stop, runs, false_positive, cut, dims
 
 def _result(box, start, stop, note):
   result = {"start": [int(s) for s in start], "stop": [int(s) for s in stop]}
-  grown = truth.face_moves(result, box)
-  if grown:
-    note = "; ".join(filter(None, [f"grown to the faint sample: {', '.join(grown)} voxels", note]))
-  return result, note
+  grown, fitted = truth.face_moves(result, box), truth.face_moves(box, result)
+  moves = [f"grown to the faint sample: {', '.join(grown)} voxels" if grown else ""]
+  moves.append(f"moved in to the sample: {', '.join(fitted)} voxels" if fitted else "")
+  return result, "; ".join(filter(None, [*moves, note]))
 
 
 class Refined:

@@ -231,6 +231,7 @@ _REFINE_KEYS = {  # config.localize key -> refine.refine_box argument
   "refine_cut_slices": "cut_slices",
   "refine_cut_rank": "cut_rank",
   "refine_measure": "measure",
+  "refine_plane": "plane",
 }
 
 

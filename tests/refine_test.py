@@ -50,6 +50,19 @@ class RefineTest(absltest.TestCase):
     self.assertEqual(box, coarse)
     self.assertEqual(note, "")
 
+  def test_fit_moves_the_plane_faces_in_to_the_sample_and_out_to_its_fin(self):
+    data = _tube(seed=1)
+    data[30:70, 10:38, 10:38] += 60.0
+    data[40:60, 38:42, 18:30] += 12.0  # a faint fin past the box's y+ face
+    coarse = {"start": [25, 6, 12], "stop": [75, 38, 44]}  # loose on y- and x+, tight on x-, short of the fin
+    box, note = refine.refine_box(ArrayVolume(data), coarse, axis=0, plane="fit")
+    # In the plane: y- and x+ in to the sample, y+ out over the fin, x- out to the sample; z never moves in.
+    self.assertEqual(box, {"start": [25, 10, 10], "stop": [75, 42, 38]})
+    self.assertIn("grown to the faint sample: y+ by 4, x- by 2 voxels", note)
+    self.assertIn("moved in to the sample: y- by 4, x+ by 6 voxels", note)
+    grown, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0)  # the default only grows
+    self.assertEqual(grown, {"start": [25, 6, 10], "stop": [75, 42, 44]})
+
   def test_band_caps_the_growth(self):
     data = _tube(seed=2)
     data[30:70, 16:32, 16:32] += 60.0
