@@ -2,7 +2,8 @@ r"""Can the faces along the refinement's axis be measured too, and with what cro
 
   python -m ssl_ct.main --config=configs/rotation_xenopus.py:demo --workdir=W      # trains, localizes
   python experiments/select_axis_margin.py --workdirs=W7,W7P [--axis-margins=0.005,0.01,0.02,0.03,0.05]
-      [--cut-slices=16,8] [--cut-ranks=50,25] [--planes=grow,fit] [--fill-level=0.75] [--min-kept=0.995]
+      [--cut-slices=16,8] [--cut-ranks=50,25] [--planes=grow,fit] [--plane-margins=0.005,0.01]
+      [--fill-level=0.75] [--min-kept=0.995]
 
 The rotation config measures only the faces across the refinement's axis (z, the scan axis;
 `localize.refine_measure = "plane"`): its z faces keep the uniform 5%, because on the xenopus
@@ -58,19 +59,25 @@ def main():
   parser.add_argument("--cut-slices", type=_ints, default=(16, 8), help="localize.refine_cut_slices candidates")
   parser.add_argument("--cut-ranks", type=select_margin._floats, default=(50.0, 25.0), help="localize.refine_cut_rank candidates")
   parser.add_argument("--planes", default="grow", help="localize.refine_plane candidates: grow, fit or grow,fit")
+  parser.add_argument(
+    "--plane-margins",
+    type=select_margin._floats,
+    help="crop.measured_margin candidates across the axis (default: each run's own)",
+  )
   parser.add_argument("--fill-level", type=float, help="localize.fill_level for every replay (default: each run's own)")
   parser.add_argument("--min-kept", type=float, default=0.995, help="every sample keeps at least this after the crop")
   args = parser.parse_args()
   planes = tuple(args.planes.split(","))
-  candidates = list(itertools.product(args.cut_slices, args.cut_ranks, planes, args.axis_margins))
+  plane_margins = args.plane_margins or (None,)  # None: the run's own
+  candidates = list(itertools.product(args.cut_slices, args.cut_ranks, planes, plane_margins, args.axis_margins))
   passing, volume = set(candidates), dict.fromkeys(candidates, 0.0)
   rule_changes = {} if args.fill_level is None else {"fill_level": args.fill_level}
   for workdir in args.workdirs.split(","):
     loaded = select_fusion._load(workdir)
     config = loaded[0]
-    axis, margin, plane_margin = config.localize.refine_axis, config.crop.margin, config.crop.measured_margin
+    axis, margin, own_margin = config.localize.refine_axis, config.crop.margin, config.crop.measured_margin
     _, truths, found = select_margin.replay(workdir, loaded=loaded, **rule_changes)
-    own = select_margin.score(found, truths, margin, plane_margin)
+    own = select_margin.score(found, truths, margin, own_margin)
     print(f"{workdir}: the run's own faces ({config.localize.refine_measure}): box error {_error(found, truths):.2f}%,", end="")
     print(f" sample kept worst {own[0]:.4f}, volume kept {own[1]:.2f}x ideal")
     bar = min(args.min_kept, own[0])
@@ -80,16 +87,18 @@ def main():
       print(f"  cut runs of {cut_slices} slices, percentile {cut_rank:g}, plane faces {plane}: box error", end="")
       print(f" {_error(found, truths):.2f}%,", end="")
       print(f" faces along {'zyx'[axis]} inside the truth by at most {_inside(found, truths, axis)} voxels")
-      for axis_margin in args.axis_margins:
-        margins = [plane_margin] * 3
+      for plane_margin, axis_margin in itertools.product(plane_margins, args.axis_margins):
+        margins = [own_margin if plane_margin is None else plane_margin] * 3
         margins[axis] = axis_margin
         worst, ratio = select_margin.score(found, truths, margin, tuple(margins))
-        print(f"    margin along {'zyx'[axis]} {axis_margin:g}: sample kept worst {worst:.4f}, volume kept {ratio:.2f}x ideal")
-        volume[cut_slices, cut_rank, plane, axis_margin] += ratio
+        print(f"    margin across {'zyx'[axis]} {margins[axis - 1]:g}, along {'zyx'[axis]} {axis_margin:g}:", end="")
+        print(f" sample kept worst {worst:.4f}, volume kept {ratio:.2f}x ideal")
+        key = (cut_slices, cut_rank, plane, plane_margin, axis_margin)
+        volume[key] += ratio
         if worst < bar:
-          passing.discard((cut_slices, cut_rank, plane, axis_margin))
+          passing.discard(key)
   chosen = min(passing, key=lambda c: (volume[c], c)) if passing else None
-  what = "run slices, percentile, plane faces, margin along the axis"
+  what = "run slices, percentile, plane faces, margin across the axis (None: the run's), margin along it"
   print(f"the least volume keeping >= {args.min_kept} of every sample ({what}): {chosen}")
 
 
