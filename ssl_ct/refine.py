@@ -26,6 +26,7 @@ import scipy.ndimage
 from ssl_ct.data import truth
 
 MISSED = "grown to the foreground it missed"  # in the note of a box the coverage rule grew (reports count them)
+FITTED = "moved in to the sample"  # in the note of a box whose faces `plane="fit"` moved inward (reports count them)
 _BLOCK = 64  # slices per read
 _SIGMA = 1.0  # voxels, Gaussian smoothing of the z-scores
 _HALO = 3  # slices read past a block's ends so the smoothing sees its neighbours
@@ -392,7 +393,7 @@ def _result(box, start, stop, note):
   result = {"start": [int(s) for s in start], "stop": [int(s) for s in stop]}
   grown, fitted = truth.face_moves(result, box), truth.face_moves(box, result)
   moves = [f"grown to the faint sample: {', '.join(grown)} voxels" if grown else ""]
-  moves.append(f"moved in to the sample: {', '.join(fitted)} voxels" if fitted else "")
+  moves.append(f"{FITTED}: {', '.join(fitted)} voxels" if fitted else "")
   return result, "; ".join(filter(None, [*moves, note]))
 
 

@@ -123,9 +123,12 @@ def _refinement_note(refinements):
   count = lambda word: sum(note.startswith(word) for note in refinements.values())  # noqa: E731
   grown, null, stayed = count("grown"), count("no sample"), count("not refined")
   missed = sum(refine.MISSED in note for note in refinements.values())
+  fitted = sum(refine.FITTED in note for note in refinements.values())
   text = (
     f"Box refinement: {grown} of {len(refinements)} boxes grown to faint parts of the sample, {null} found to hold none"
-    f" (null), {stayed} left as found for want of empty slices; each volume's note is in boxes.json (`refinements`)."
+    f" (null), {stayed} left as found for want of empty slices"
+    + (f", {fitted} with faces moved in to where the sample ends" if fitted else "")
+    + "; each volume's note is in boxes.json (`refinements`)."
   )
   if missed:
     text += (

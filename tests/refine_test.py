@@ -60,6 +60,9 @@ class RefineTest(absltest.TestCase):
     self.assertEqual(box, {"start": [25, 10, 10], "stop": [75, 42, 38]})
     self.assertIn("grown to the faint sample: y+ by 4, x- by 2 voxels", note)
     self.assertIn("moved in to the sample: y- by 4, x+ by 6 voxels", note)
+    summary = run_localization._refinement_note({"a": note, "b": "moved in to the sample: x+ by 1 voxels", "c": ""})
+    self.assertIn("1 of 3 boxes grown", summary)
+    self.assertIn("2 with faces moved in to where the sample ends", summary)
     grown, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0)  # the default only grows
     self.assertEqual(grown, {"start": [25, 6, 10], "stop": [75, 42, 44]})
 
