@@ -130,8 +130,10 @@ def get_config(arg=None):
   # Which faces the refinement may call measured (crop.measured_margin goes on those): "all", or
   # "plane", those across refine_axis only (the setting before the cut above; README).
   config.localize.refine_measure = "all"
-  # The faces across refine_axis: "grow" (outward only) or "fit" (in to where the foreground ends, too).
-  config.localize.refine_plane = "grow"
+  # The faces across refine_axis: "grow" (outward only) or "fit" (in to where the foreground ends,
+  # too). "fit" with the measured margin across z 0.01 (below) chosen on xenopus seeds 4, 5, 7 and
+  # packed_head seed 7 (experiments/select_axis_margin.py --planes=grow,fit; README "Per-face margins").
+  config.localize.refine_plane = "fit"
   # Boxes are used only from a model whose validation rotation accuracy is at least this many
   # times chance; below it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.min_accuracy_over_chance = 2.0
@@ -143,8 +145,9 @@ def get_config(arg=None):
   config.crop.margin = 0.05  # safety margin around the box, fraction of each side of the volume
   # On the faces the refinement measured the sample's end at (ssl_ct/crop.py face_pads; at least one
   # voxel of the grid measured on; one fraction, or three (z, y, x)). Chosen on the selection seeds
-  # 4, 5 and 7 (experiments/select_margin.py for the y and x faces, select_axis_margin.py for z, README).
-  config.crop.measured_margin = 0.005
+  # 4, 5 and 7 (experiments/select_margin.py for the y and x faces, select_axis_margin.py for z, README);
+  # y and x 0.01 since their faces fit (0.005 kept 0.9947 of one xenopus seed-5 embryo).
+  config.crop.measured_margin = (0.005, 0.01, 0.01)
   config.crop.out_dir = ""  # where cropped volumes go; "" = <workdir>/cropped
   config.crop.margin_um = 0.0  # > 0: the margin in micrometres on every face instead (needs the voxel size)
   config.crop.levels = 0  # OME-Zarr pyramid levels of each crop; 0 = halve until <= 256 voxels a side
