@@ -90,7 +90,8 @@ _RULES = (
   ("crop.margin", lambda v: _is_num(v, 0, 0.5), "a fraction of the side in [0, 0.5]"),
   (
     "crop.measured_margin",
-    lambda v: _is_num(v, 0, 0.5) or (isinstance(v, (tuple, list)) and len(v) == 3 and all(_is_num(x, 0, 0.5) for x in v)),
+    # One value on the command line over a three-value default arrives as a 1-tuple: the same on every face.
+    lambda v: _is_num(v, 0, 0.5) or (isinstance(v, (tuple, list)) and len(v) in (1, 3) and all(_is_num(x, 0, 0.5) for x in v)),
     "a fraction of the side in [0, 0.5], or three (z, y, x) (crop.margin: the same on every face)",
   ),
   ("crop.margin_um", lambda v: _is_num(v, 0), "micrometres >= 0 (0: use crop.margin)"),

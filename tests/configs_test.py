@@ -8,7 +8,7 @@ import tempfile
 
 from absl.testing import absltest, parameterized
 
-from ssl_ct import config_checks, main
+from ssl_ct import config_checks, crop, main
 from ssl_ct.configs import common, rotation_xenopus, sorting_medaka
 from ssl_ct.errors import InputError
 
@@ -80,6 +80,18 @@ class ConfigTest(parameterized.TestCase):
     with self.assertRaisesRegex(InputError, f"config value {key}="):
       config_checks.validate(config)
       config_checks.validate_components(config)
+
+  def test_one_measured_margin_over_the_three_default_is_every_face(self):
+    config = rotation_xenopus.get_config("tiny")
+    self.assertLen(config.crop.measured_margin, 3)
+    config.crop.measured_margin = (0.01,)  # what --config.crop.measured_margin=0.01 gives over a tuple
+    config_checks.validate(config)
+    self.assertEqual(
+      crop.face_pads([[True, True]] * 3, (100, 200, 300), 0.05, config.crop.measured_margin), [[1, 1], [2, 2], [3, 3]]
+    )
+    config.crop.measured_margin = (0.01, 0.02)
+    with self.assertRaisesRegex(InputError, "config value crop.measured_margin="):
+      config_checks.validate(config)
 
 
 class MainTest(absltest.TestCase):
