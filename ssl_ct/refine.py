@@ -233,15 +233,12 @@ def refine_box_faces(
   return (*_result(box, start, stop, "; ".join(filter(None, [*covers, note]))), measured)
 
 
-def _fit(hits, start, stop, offset, low, high, max_gap):
-  """(start, stop): the extent of the runs of hit indices in [low, high) (gaps of up to `max_gap`
-  bridged) that overlap [start, stop) or come within `max_gap` of it, so outward as far as `_grow`
-  and inward to the foreground's ends; unchanged when no run does (nothing to fit to)."""
-  indices = np.flatnonzero(hits[low - offset : high - offset]) + low
-  if not indices.size:
-    return start, stop
-  breaks = np.flatnonzero(np.diff(indices) > max_gap + 1)
-  firsts, stops = indices[np.r_[0, breaks + 1]], indices[np.r_[breaks, len(indices) - 1]] + 1
+def _fit(hits, start, stop, offset, max_gap):
+  """(start, stop): the extent of the runs of hit indices (`hits` of the band region starting at
+  global index `offset`) that overlap [start, stop) or come within `max_gap` of it, so outward as
+  far as `_grow` and inward to the foreground's ends; unchanged when no run does (nothing to fit to)."""
+  firsts, stops = _runs(hits, max_gap)
+  firsts, stops = firsts + offset, stops + offset
   near = (firsts <= stop + max_gap) & (stops >= start - max_gap)
   if not near.any():
     return start, stop
@@ -320,7 +317,7 @@ def _grow_in_band(
         continue
     for d in _plane_dims(axis):
       if plane == "fit":
-        start[d], stop[d] = _fit(hits_of(counts[d], d), start[d], stop[d], lo[d], lo[d], hi[d], max_gap)
+        start[d], stop[d] = _fit(hits_of(counts[d], d), start[d], stop[d], lo[d], max_gap)
       else:
         start[d], stop[d] = grown(d, counts[d])
     break
@@ -359,16 +356,23 @@ def _hits(counts, d, sides, min_fraction):
   return counts >= max(2, min_fraction * (int(np.prod(sides)) // sides[d]))
 
 
+def _runs(hits, max_gap):
+  """(firsts, stops): the half-open runs of hit indices, gaps of up to `max_gap` bridged (empty arrays without hits)."""
+  indices = np.flatnonzero(hits)
+  if not indices.size:
+    return indices, indices
+  breaks = np.flatnonzero(np.diff(indices) > max_gap + 1)
+  return indices[np.r_[0, breaks + 1]], indices[np.r_[breaks, len(indices) - 1]] + 1
+
+
 def _main_run(counts, hits, max_gap):
   """(first, stop) of the run of hit indices (gaps of up to `max_gap` bridged) that holds the most foreground,
   or None: a volume's atypical end slices or a speck of debris elsewhere do not stretch the box."""
-  indices = np.flatnonzero(hits)
-  if not indices.size:
+  firsts, stops = _runs(hits, max_gap)
+  if not firsts.size:
     return None
-  breaks = np.flatnonzero(np.diff(indices) > max_gap + 1)
-  firsts, lasts = indices[np.r_[0, breaks + 1]], indices[np.r_[breaks, len(indices) - 1]]
-  best = int(np.argmax([counts[a : b + 1].sum() for a, b in zip(firsts, lasts)]))
-  return int(firsts[best]), int(lasts[best]) + 1
+  best = int(np.argmax([counts[a:b].sum() for a, b in zip(firsts, stops)]))
+  return int(firsts[best]), int(stops[best])
 
 
 def _coverage(volume, axis, lo, hi, start, stop, runs, false_positive, cut, dims=(0, 1, 2)):
