@@ -1,5 +1,7 @@
 r"""Rotation localization of one large volume: seconds per volume, where the time goes, and the
-curves of the shared-encoding scorer against the pair-by-pair one (same run, same model).
+curves of the shared-encoding scorer against the pair-by-pair one (same run, same model), and the
+slice preparation with each slice normalized and anti-aliased once against every input prepared
+from its raw slice.
 
   python experiments/bench_localize.py                # 504^3 (the paper's size), demo network
   python experiments/bench_localize.py --size=224     # quicker
@@ -50,10 +52,15 @@ def main():
     f"{volume.shape} volume, {config.model.name} width {config.model.width}, {config.data.slice_size} px, {jax.device_count()} device(s)"
   )
 
-  start = time.perf_counter()
-  pairs = sum(1 for axis in range(3) for _ in localize_rotation._pairs_along(volume, volume_fov, value_range, axis, **kw))
-  prep_s = time.perf_counter() - start
-  print(f"slice preparation alone (read, normalize, rotate, resize):  {prep_s:7.1f} s for {pairs} pairs")
+  prep_s = {}
+  for shared in (False, True):  # every input from its raw slice (the baseline), or each slice prepared once
+    start = time.perf_counter()
+    pairs = sum(
+      1 for axis in range(3) for _ in localize_rotation._pairs_along(volume, volume_fov, value_range, axis, **kw, shared=shared)
+    )
+    prep_s[shared] = time.perf_counter() - start
+  print(f"slice preparation alone (read, normalize, rotate, resize):  {prep_s[True]:7.1f} s for {pairs} pairs", end="")
+  print(f" ({prep_s[False]:.1f} s preparing every input from its raw slice: {prep_s[False] / prep_s[True]:.2f}x)")
 
   zero = list(config.data.angles_deg).index(0)
   batch, n, twins = config.localize.batch_size, config.data.slice_size, 2 * len(set(kw["offsets"]))

@@ -49,26 +49,40 @@ def _twin_indices(index, first, stop, offsets):
   return [int(np.clip(t, first, stop - 1)) for t in twins]
 
 
-def _pairs_along(volume, volume_fov, value_range, axis, *, size, offsets, seed):
-  """Yields (index, window number, ref, twin) for every twin of every window of every valid slice."""
+def _pairs_along(volume, volume_fov, value_range, axis, *, size, offsets, seed, shared=True):
+  """Yields (index, window number, ref, twin) for every twin of every window of every valid slice.
+
+  `shared`: each (slice, window) is normalized and anti-aliased once (`slices.input_square`)
+  and only rotated per input, instead of every input prepared from the raw slice
+  (`slices.model_input`, the reference definition): the same inputs, bit for bit.
+  """
   first, stop = fov.valid_indices(volume.shape, volume_fov, axis)
   steps = sorted(set(offsets))
-  cache = {}
+  raw, squares = {}, {}
+
+  def model_input(i, angle, window):
+    if not shared:
+      return slices.model_input(raw[i], value_range, size, angle, window)
+    if (i, window) not in squares:
+      squares[i, window] = slices.input_square(raw[i], value_range, size, window)
+    return slices.rotated_input(squares[i, window], size, angle)
+
   for index in range(first, stop):
     twins = _twin_indices(index, first, stop, steps)
     for i in (index, *twins):
-      if i not in cache:
-        cache[i] = volume.slice(axis, i)
+      if i not in raw:
+        raw[i] = volume.slice(axis, i)
     base = np.random.default_rng([seed, axis, index]).uniform(0.0, 360.0)
     ref_windows = fov.slice_windows(volume.shape, volume_fov, axis, index)
     for k, window in enumerate(ref_windows):
-      ref = slices.model_input(cache[index], value_range, size, base, window)
+      ref = model_input(index, base, window)
       for twin_index in twins:
         twin_windows = fov.slice_windows(volume.shape, volume_fov, axis, twin_index)
         twin_window = twin_windows[min(round(k * len(twin_windows) / len(ref_windows)), len(twin_windows) - 1)]
-        yield index, k, ref, slices.model_input(cache[twin_index], value_range, size, base, twin_window)
+        yield index, k, ref, model_input(twin_index, base, twin_window)
     reach = index - max(steps) - 1  # slices the coming indices never pair with again
-    cache = {i: s for i, s in cache.items() if i >= reach}
+    raw = {i: s for i, s in raw.items() if i >= reach}
+    squares = {key: s for key, s in squares.items() if key[0] >= reach}
 
 
 def _score_batches(pairs, p0_fn, params, batch_size):
@@ -92,7 +106,7 @@ def certainty_curves_pairwise(volume, volume_fov, value_range, *, p0_fn, params,
   by_axis = {}
   for axis in range(3):
     sums, counts = {}, {}
-    pairs = _pairs_along(volume, volume_fov, value_range, axis, size=size, offsets=offsets, seed=seed)
+    pairs = _pairs_along(volume, volume_fov, value_range, axis, size=size, offsets=offsets, seed=seed, shared=False)
     for index, window, score in _score_batches(pairs, p0_fn, params, batch_size):
       sums[index, window] = sums.get((index, window), 0.0) + float(score)
       counts[index, window] = counts.get((index, window), 0) + 1

@@ -179,6 +179,23 @@ class SharedEncodingTest(absltest.TestCase):
       np.testing.assert_allclose(shared[axis], pairwise[axis], atol=1e-5)
       self.assertGreater(np.nanstd(pairwise[axis]), 1e-4)  # the curves vary: the comparison means something
 
+  def test_slices_prepared_once_give_the_same_inputs_bit_for_bit(self):
+    from ssl_ct.data import fov
+
+    rng = np.random.default_rng(1)
+    array = rng.normal(0.0, 0.1, (40, 150, 150)).astype(np.float32)  # y, x > 2x the input: block means too
+    array[10:30, 40:100, 50:120] += 1.0
+    vol = volume.ArrayVolume(array, name="v")
+    vol_fov = fov.estimate_fov(vol)
+    kw = {"size": 32, "offsets": (1, 2), "seed": 5}
+    for axis in range(3):
+      shared = list(localize_rotation._pairs_along(vol, vol_fov, (0.0, 1.0), axis, **kw))
+      each = list(localize_rotation._pairs_along(vol, vol_fov, (0.0, 1.0), axis, **kw, shared=False))
+      self.assertEqual([p[:2] for p in shared], [p[:2] for p in each])
+      for a, b in zip(shared, each):
+        np.testing.assert_array_equal(a[2], b[2])
+        np.testing.assert_array_equal(a[3], b[3])
+
 
 class BaselineTest(absltest.TestCase):
   def test_bright_block_in_noise(self):
