@@ -48,6 +48,9 @@ def input_fields(data):
   # Micrometres per voxel, one number or (z, y, x), for volumes whose files do not record it (it
   # replaces what they record); () = as the files say (OME-Zarr, NeXus/DXchange, TIFF metadata).
   data.voxel_size_um = ()
+  # MiB of volumes (at the analysis resolution) held in memory, read once, while their total
+  # stays under it; the rest are read slice by slice. Per process: each grain worker holds its own.
+  data.in_memory_mb = 1024
 
 
 def medaka_synthetic(data):

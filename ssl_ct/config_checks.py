@@ -66,6 +66,7 @@ _RULES = (
   ("data.gennorm_scale", lambda v: _is_num(v) and v > 0, "a positive fraction of the axis"),
   ("data.validation_fraction", lambda v: _is_num(v, 0, 0.9), "a fraction in [0, 0.9]"),
   ("data.num_workers", lambda v: _is_int(v, 0), "an integer >= 0"),
+  ("data.in_memory_mb", lambda v: _is_num(v, 0), "MiB >= 0 (0: read every slice from the files)"),
   ("model.width", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("model.dropout", lambda v: _is_num(v, 0) and v < 1, "a rate in [0, 1)"),
   ("model.head_hidden", lambda v: _is_int(v, 1), "an integer >= 1"),

@@ -86,6 +86,33 @@ class FormatsTest(parameterized.TestCase):
     clone = pickle.loads(pickle.dumps(vol))
     np.testing.assert_array_equal(clone.slice(2, 4), vol.slice(2, 4))
 
+  def test_held_volume_reads_its_file_once_and_pickles_without_the_array(self):
+    import pickle
+
+    array = self.arrays["uint16"]
+    inner = formats.open_volume(helpers.write_in_format(array, self._folder("held"), "zarr3"))
+    reads = []
+    read_box = inner._read_box
+    inner._read_box = lambda *a: reads.append(a[1:]) or read_box(*a)
+    vol = volume.HeldVolume(inner)
+    self.assertEqual((vol.shape, vol.dtype, vol.name, vol.where), (inner.shape, inner.dtype, inner.name, inner.where))
+    self.assertEmpty(reads)  # nothing read until asked
+    for axis in range(3):
+      for index in (0, SHAPE[axis] - 1):
+        np.testing.assert_array_equal(vol.slice(axis, index), np.take(array, index, axis=axis))
+    np.testing.assert_array_equal(vol.read((3, 5, 7), (11, 20, 28)), array[3:11, 5:20, 7:28])
+    self.assertEqual(reads, [((0, 0, 0), SHAPE)])  # the whole volume, once
+    del inner._read_box  # the counting wrapper does not pickle
+    state = pickle.dumps(vol)
+    self.assertLess(len(state), array.nbytes // 4)
+    np.testing.assert_array_equal(pickle.loads(state).slice(1, 4), array[:, 4])
+
+  def test_held_keeps_volumes_on_disk_past_the_budget(self):
+    vols = [volume.ArrayVolume(self.arrays["uint8"], name=f"v{i}") for i in range(3)]
+    nbytes = self.arrays["uint8"].nbytes
+    self.assertEqual([type(v).__name__ for v in volume.held(vols, 2 * nbytes)], ["HeldVolume", "HeldVolume", "ArrayVolume"])
+    self.assertEqual([type(v).__name__ for v in volume.held(vols, 0)], ["ArrayVolume"] * 3)
+
   def test_zarr_v2_and_v3_behind_a_url(self):
     for fmt in ("zarr2", "zarr3"):
       path = helpers.write_in_format(self.arrays["uint16"], self._folder(f"url_{fmt}"), fmt)

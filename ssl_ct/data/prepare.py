@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from ssl_ct.data import formats, fov, intensity, sources, synthetic, truth, zarr_writer
+from ssl_ct.data.volume import held
 
 
 @dataclasses.dataclass
@@ -122,6 +123,7 @@ def load_dataset(data_config, workdir, progress=True):
     cache = os.path.join(workdir, "cache")
     analysed, factors[v.name] = downscaled(v, data_config.downscale_to, cache, progress, data_config.analysis_copy)
     volumes.append(analysed)
+  volumes = held(volumes, data_config.get("in_memory_mb", 0) * 2**20)
   ranges, fovs = {}, {}
   for v in volumes:
     fovs[v.name] = fov.estimate_fov(v)

@@ -10,6 +10,7 @@ Shapes: D, H, W = the volume's z, y, x sizes.
 import abc
 import concurrent.futures
 import logging
+import threading
 
 import numpy as np
 import tqdm
@@ -268,3 +269,43 @@ class ArrayVolume(Volume):
 
   def _read_box(self, handle, start, stop):
     return handle[tuple(slice(a, b) for a, b in zip(start, stop))]
+
+
+_HOLD_LOCK = threading.Lock()  # one whole read per held volume and process, whichever thread asks first
+
+
+class HeldVolume(Volume):
+  """A volume read whole into memory on its first read, then every box and slice is cut from
+  that array: a training pair reads two slices, and a chunked store's per-read cost (about
+  0.4 ms a slice here, `experiments/bench_train.py`) is most of that for small volumes. Pickles
+  without the array (a grain worker process reads its own copy on first use)."""
+
+  def __init__(self, inner):
+    self.inner = inner
+    self.source, self.name, self.format_name = inner.source, inner.name, inner.format_name
+    self.shape, self.dtype, self.voxel_size_um = inner.shape, inner.dtype, inner.voxel_size_um
+    self._handle = None
+
+  @property
+  def where(self):
+    return self.inner.where
+
+  def _get_handle(self):
+    with _HOLD_LOCK:
+      return super()._get_handle()
+
+  def _open(self):
+    return self.inner.read()
+
+  def _read_box(self, handle, start, stop):
+    return handle[tuple(slice(a, b) for a, b in zip(start, stop))]
+
+
+def held(volumes, budget_bytes):
+  """`volumes` with the first of them whose sizes add up to at most `budget_bytes` as HeldVolumes
+  (read into memory on first use), the rest as they are (read from their files box by box)."""
+  out, total = [], 0
+  for v in volumes:
+    total += v.nbytes
+    out.append(HeldVolume(v) if total <= budget_bytes else v)
+  return out
