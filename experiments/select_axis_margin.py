@@ -3,7 +3,7 @@ r"""Can the faces along the refinement's axis be measured too, and with what cro
   python -m ssl_ct.main --config=configs/rotation_xenopus.py:demo --workdir=W      # trains, localizes
   python experiments/select_axis_margin.py --workdirs=W7,W7P [--axis-margins=0.005,0.01,0.02,0.03,0.05]
       [--cut-slices=16,8] [--cut-ranks=50,25] [--planes=grow,fit] [--plane-margins=0.005,0.01]
-      [--fill-level=0.75] [--min-kept=0.995]
+      [--fill-level=0.75] [--min-kept=0.995] [--tail-fractions=0,0.0025]
 
 The rotation config measures only the faces across the refinement's axis (z, the scan axis;
 `localize.refine_measure = "plane"`): its z faces keep the uniform 5%, because on the xenopus
@@ -17,7 +17,10 @@ rule, trim, refinement with every face measurable; no network run), and each can
 the measured faces along the axis (the faces across it keep the run's `crop.measured_margin`, the
 rest the uniform `crop.margin`) is scored against the ground truth: box error, how far the axis's
 faces sit inside the truth at most, the worst sample kept after the crop and the volume kept over
-the ideal. The first line per workdir is the run's own setting (plane faces only). The rule it
+the ideal. With `--tail-fractions` (`localize.refine_tail_fraction`) each measured face's margin
+is also at least the refinement's tail past it (the indices still holding that fraction of the
+cross-section as foreground: `refine._tails`, `crop.face_pads`). The first line per workdir is
+the run's own setting (plane faces only). The rule it
 prints: the candidate with the least mean volume kept over the workdirs among those keeping at
 least `--min-kept` of every sample (or, where the run's own setting keeps less, no less than it).
 Choose on sets you do not report on.
@@ -66,10 +69,15 @@ def main():
   )
   parser.add_argument("--fill-level", type=float, help="localize.fill_level for every replay (default: each run's own)")
   parser.add_argument("--min-kept", type=float, default=0.995, help="every sample keeps at least this after the crop")
+  parser.add_argument(
+    "--tail-fractions", type=select_margin._floats, default=(0.0,), help="localize.refine_tail_fraction candidates (0: none)"
+  )
   args = parser.parse_args()
   planes = tuple(args.planes.split(","))
   plane_margins = args.plane_margins or (None,)  # None: the run's own
-  candidates = list(itertools.product(args.cut_slices, args.cut_ranks, planes, plane_margins, args.axis_margins))
+  candidates = list(
+    itertools.product(args.cut_slices, args.cut_ranks, planes, args.tail_fractions, plane_margins, args.axis_margins)
+  )
   passing, volume = set(candidates), dict.fromkeys(candidates, 0.0)
   rule_changes = {} if args.fill_level is None else {"fill_level": args.fill_level}
   for workdir in args.workdirs.split(","):
@@ -81,10 +89,10 @@ def main():
     print(f"{workdir}: the run's own faces ({config.localize.refine_measure}): box error {_error(found, truths):.2f}%,", end="")
     print(f" sample kept worst {own[0]:.4f}, volume kept {own[1]:.2f}x ideal")
     bar = min(args.min_kept, own[0])
-    for cut_slices, cut_rank, plane in itertools.product(args.cut_slices, args.cut_ranks, planes):
-      changes = {"cut_slices": cut_slices, "cut_rank": cut_rank, "plane": plane}
+    for cut_slices, cut_rank, plane, tail in itertools.product(args.cut_slices, args.cut_ranks, planes, args.tail_fractions):
+      changes = {"cut_slices": cut_slices, "cut_rank": cut_rank, "plane": plane, "tail_fraction": tail}
       _, truths, found = select_margin.replay(workdir, faces="all", loaded=loaded, refine_changes=changes, **rule_changes)
-      print(f"  cut runs of {cut_slices} slices, percentile {cut_rank:g}, plane faces {plane}: box error", end="")
+      print(f"  cut runs of {cut_slices} slices, percentile {cut_rank:g}, plane faces {plane}, tails {tail:g}: box error", end="")
       print(f" {_error(found, truths):.2f}%,", end="")
       print(f" faces along {'zyx'[axis]} inside the truth by at most {_inside(found, truths, axis)} voxels")
       for plane_margin, axis_margin in itertools.product(plane_margins, args.axis_margins):
@@ -93,12 +101,12 @@ def main():
         worst, ratio = select_margin.score(found, truths, margin, tuple(margins))
         print(f"    margin across {'zyx'[axis]} {margins[axis - 1]:g}, along {'zyx'[axis]} {axis_margin:g}:", end="")
         print(f" sample kept worst {worst:.4f}, volume kept {ratio:.2f}x ideal")
-        key = (cut_slices, cut_rank, plane, plane_margin, axis_margin)
+        key = (cut_slices, cut_rank, plane, tail, plane_margin, axis_margin)
         volume[key] += ratio
         if worst < bar:
           passing.discard(key)
   chosen = min(passing, key=lambda c: (volume[c], c)) if passing else None
-  what = "run slices, percentile, plane faces, margin across the axis (None: the run's), margin along it"
+  what = "run slices, percentile, plane faces, tail fraction, margin across the axis (None: the run's), margin along it"
   print(f"the least volume keeping >= {args.min_kept} of every sample ({what}): {chosen}")
 
 

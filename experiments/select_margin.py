@@ -31,7 +31,7 @@ def _floats(text):
 
 
 def replay(workdir, faces=None, loaded=None, refine_changes=None, **rule_changes):
-  """(config, truths, {name: (refined box or None, measured faces or None)}) of the run's pipeline;
+  """(config, truths, {name: (refined box or None, measured faces or None, face tails or None)}) of the run's pipeline;
   `faces`: the refinement's `measure` ("all" or "plane") instead of the run's; `refine_changes`:
   the refinement's settings (`refine.refine_box_faces`' keywords) instead of the run's;
   `rule_changes`: curve-rule settings (`curves.interval_from_curve`'s keywords) instead of the
@@ -47,15 +47,15 @@ def replay(workdir, faces=None, loaded=None, refine_changes=None, **rule_changes
     shape = volumes[name].shape
     box = localize_rotation.box_from_curves(by_axis, **rule)
     if box is None or box == {"start": [0, 0, 0], "stop": list(shape)}:
-      found[name] = (box, None)
+      found[name] = (box, None, None)
       continue
     if config.localize.get("trim", False):
       box = fusion.trim_box(box, localize_rotation.box_from_curves(by_axis, **core_rule), baseline[name], shape)
     if config.localize.get("refine", False):
-      box, _, measured = refine.refine_box_faces(volumes[name], box, config.localize.get("refine_axis", 0), **settings)
+      box, _, measured, tails = refine.refine_box_faces(volumes[name], box, config.localize.get("refine_axis", 0), **settings)
     else:
-      measured = None
-    found[name] = (box, measured)
+      measured = tails = None
+    found[name] = (box, measured, tails)
   return config, truths, found
 
 
@@ -63,7 +63,7 @@ def _face_errors(found, truths):
   """{"measured": [...], "not measured": [...]}: each face's distance past the truth's (voxels; < 0 cuts into it)."""
   errors = {"measured": [], "not measured": []}
   for name, (truth_box, _) in truths.items():
-    box, measured = found[name]
+    box, measured, _ = found[name]
     if box is None or truth_box is None:
       continue
     for axis in range(3):
@@ -78,8 +78,8 @@ def score(found, truths, margin, measured_margin):
   """(worst sample kept, mean volume kept over the ideal) after cropping with per-face margins."""
   kept, ratios = [], []
   for name, (truth_box, mask) in truths.items():
-    box, measured = found[name]
-    pads = crop.measured_pads(measured, mask.shape, margin, measured_margin) if box is not None else None
+    box, measured, tails = found[name]
+    pads = crop.measured_pads(measured, mask.shape, margin, measured_margin, tails=tails) if box is not None else None
     cropped = evaluate.box_metrics(crop.margin_box(box, mask.shape, margin, face_pads=pads), truth_box, mask.shape, mask)
     ideal = evaluate.box_metrics(truth_box, truth_box, mask.shape)["kept_fraction"]
     kept.append(cropped["recall"])

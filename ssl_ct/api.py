@@ -99,7 +99,8 @@ class Localizer:
     box = None if self.distrust else model_box
     measured, crop_config = diagnostics.get("measured_faces"), self.config.crop
     margins = (crop_config.margin, crop_config.get("measured_margin"))
-    pads = crop_lib.measured_pads(measured, volume.shape, *margins, factor) if box else None
+    tails = diagnostics.get("face_tails")
+    pads = crop_lib.measured_pads(measured, volume.shape, *margins, factor, tails) if box else None
     return Result(volume.name, volume.shape, box, diagnostics["outcome"], model_box, diagnostics, volume.voxel_size_um, pads)
 
 

@@ -95,26 +95,32 @@ def _pair_of_counts(pair):
   )
 
 
-def face_pads(measured, shape, margin, measured_margin, factor=1):
+def face_pads(measured, shape, margin, measured_margin, factor=1, tails=None):
   """[[before, after] voxels per axis] of a box whose faces the localizer measured (`measured`,
   ssl_ct/refine.py: where the growth found the sample's end): `measured_margin` of the side on
   those (one fraction, or one per axis in volume order; at least `factor` voxels, one voxel of
-  the grid it was measured on, when above 0), the uniform `margin` (a fraction or voxels) on the
-  rest, and never more than it."""
+  the grid it was measured on, when above 0 or when that grid is coarser), or the face's `tails` (refine's faint foreground
+  past it, [[before, after]] grid voxels, times `factor`) where more; the uniform `margin` (a
+  fraction or voxels) on the rest, and never more than it."""
   uniform = margin_voxels(margin, shape)
   fractions = np.broadcast_to(np.asarray(measured_margin, float), (3,))
-  small = [min(u, max(int(np.ceil(f * n)), factor if f > 0 else 0)) for u, f, n in zip(uniform, fractions, shape)]
-  return [[s if m else u for m in pair] for pair, s, u in zip(measured, small, uniform)]
+  floor = [factor if f > 0 or factor > 1 else 0 for f in fractions]  # a face measured on a coarser grid: +- a grid voxel
+  small = [min(u, max(int(np.ceil(f * n)), low)) for u, f, n, low in zip(uniform, fractions, shape, floor)]
+  tails = tails or [[0, 0]] * 3
+  return [
+    [min(u, max(s, int(t) * factor)) if m else u for m, t in zip(pair, tail)]
+    for pair, tail, s, u in zip(measured, tails, small, uniform)
+  ]
 
 
-def measured_pads(measured, shape, margin, measured_margin, factor=1):
+def measured_pads(measured, shape, margin, measured_margin, factor=1, tails=None):
   """`face_pads` where they differ from the uniform margin: None without measured faces, without a
   margin, or when `measured_margin` is None or `margin` itself (the same on every face)."""
   if not measured or margin is None or measured_margin is None:
     return None
   if all(m == margin for m in np.broadcast_to(measured_margin, (3,))):
     return None
-  return face_pads(measured, shape, margin, measured_margin, factor)
+  return face_pads(measured, shape, margin, measured_margin, factor, tails)
 
 
 def crop_attributes(volume, box, margin, levels=0, pads=None):

@@ -166,12 +166,17 @@ def refine_box_faces(
   min_sample_slices=0.5,
   min_coverage=0.0,
   measure="all",
+  tail_fraction=0.0,
 ):
-  """(box, note, measured): `box` ({"start", "stop"}, half-open, on the volume's grid) grown to the
+  """(box, note, measured, tails): `box` ({"start", "stop"}, half-open, on the volume's grid) grown to the
   faint sample, unchanged, or None; `measured` (`_measured_faces`, None without a box) says which
   faces the growth found the sample's end at (none when it could not run: too few empty slices);
   `measure="plane"` counts only the faces in the plane across `axis` (a faint sample's ends along
   the axis can fall below the growth's foreground fraction: README, per-face margins).
+  `tails` (`_tails`, None unless `tail_fraction` > 0 and the growth ran): per face, how many
+  indices past it still hold at least `tail_fraction` of the cross-section as foreground, a
+  faint continuation the growth's `min_fraction` did not take in: a crop margin that grows where
+  the sample's end is uncertain and is 0 where it ends sharply (ssl_ct/crop.py face_pads).
 
   `plane`: how the faces across `axis` move, "grow" (outward only) or "fit" (to the extent of the
   foreground runs in the band that overlap the box, inward too: a coarse box a superpixel wider
@@ -217,20 +222,21 @@ def refine_box_faces(
     whole = ([0, 0, 0], list(volume.shape))
     covers.append(_grow_to_foreground(volume, axis, [axis], ends, *whole, start, stop, "the volume's", **rule))
   banded = [list(start), list(stop)]  # the box the band is laid around
-  status, note = _grow_in_band(volume, axis, start, stop, **local)
+  status, note, profile = _grow_in_band(volume, axis, start, stop, **local)
   if status == "no sample" and min_coverage > 0:  # a box beside the sample rather than none: grown to it first
     covers.append(cover_plane())
     if covers[-1]:
       banded = [list(start), list(stop)]
-      status, note = _grow_in_band(volume, axis, start, stop, **local)
+      status, note, profile = _grow_in_band(volume, axis, start, stop, **local)
   if status == "no sample":
-    return None, note, None
+    return None, note, None, None
   if status == "grown" and min_coverage > 0:
     covers.append(cover_plane())
   measured = _measured_faces(volume.shape, *banded, start, stop, band) if status == "grown" else [[False, False]] * 3
   if measure == "plane":
     measured[axis] = [False, False]
-  return (*_result(box, start, stop, "; ".join(filter(None, [*covers, note]))), measured)
+  tails = _tails(profile, start, stop, tail_fraction, max_gap) if status == "grown" and tail_fraction > 0 else None
+  return (*_result(box, start, stop, "; ".join(filter(None, [*covers, note]))), measured, tails)
 
 
 def _fit(hits, start, stop, offset, max_gap):
@@ -243,6 +249,27 @@ def _fit(hits, start, stop, offset, max_gap):
   if not near.any():
     return start, stop
   return int(firsts[near].min()), int(stops[near].max())
+
+
+def _tails(profile, start, stop, fraction, max_gap):
+  """[[before, after] indices per dimension]: how far past each face of [start, stop) the indices
+  holding at least `fraction` of the cross-section as foreground reach (gaps of up to `max_gap`
+  bridged), within the band region of `profile` = (foreground counts per dimension, the region's
+  first index, its sides); 0 past a face the foreground ends at."""
+  counts, lo, sides = profile
+  tails = []
+  for d in range(3):
+    weak = _hits(counts[d], d, sides, fraction)
+    pair = []
+    for i, step in ((start[d] - lo[d] - 1, -1), (stop[d] - lo[d], 1)):
+      reach, gap, k = 0, 0, 0
+      while 0 <= i < len(weak) and gap <= max_gap:
+        k, gap = k + 1, 0 if weak[i] else gap + 1
+        reach = k if gap == 0 else reach
+        i += step
+      pair.append(reach)
+    tails.append(pair)
+  return tails
 
 
 def refine_box(volume, box, axis, **settings):
@@ -282,8 +309,10 @@ def _grow_in_band(
   min_sample_slices,
   plane,
 ):
-  """Grows (or fits, `plane`) [start, stop) in place within the band around it; (status, note): "grown" (moved or not), "no
-  background" (too few empty slices: left as it is) or "no sample" (unchanged; the box is none)."""
+  """Grows (or fits, `plane`) [start, stop) in place within the band around it; (status, note, profile):
+  status "grown" (moved or not), "no background" (too few empty slices: left as it is) or "no
+  sample" (unchanged; the box is none); profile (the last foreground counts per dimension, the
+  band region's first index and sides; None unless grown) for `_tails`."""
   shape, length = volume.shape, volume.shape[axis]
   lo, hi = _band_limits(shape, start, stop, band)
   sides = [h - low for low, h in zip(lo, hi)]
@@ -299,16 +328,20 @@ def _grow_in_band(
   for round_ in range(iterations + 1):
     runs = _background_runs(length, start[axis], stop[axis], guard_slices)
     if sum(b - a for a, b in runs) < needed:
-      return "no background", f"not refined further: fewer than {needed} empty slices along {'zyx'[axis]} outside the box"
+      return "no background", f"not refined further: fewer than {needed} empty slices along {'zyx'[axis]} outside the box", None
     centre, spread = _background_stats(volume, axis, runs, lo, hi)
     cuts = _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive, cut)
     counts = dict(zip([axis, *_plane_dims(axis)], _profiles(volume, axis, lo, hi, centre, spread, cuts)))
     if round_ == 0:
       inside = hits_of(counts[axis], axis)[start[axis] - lo[axis] : stop[axis] - lo[axis]]
       if inside.mean() < min_sample_slices:
-        return "no sample", (
-          f"no sample: {inside.mean():.0%} of the box's slices along {'zyx'[axis]} differ from the empty ones "
-          f"(needs {min_sample_slices:.0%})"
+        return (
+          "no sample",
+          (
+            f"no sample: {inside.mean():.0%} of the box's slices along {'zyx'[axis]} differ from the empty ones "
+            f"(needs {min_sample_slices:.0%})"
+          ),
+          None,
         )
     if round_ < iterations:
       new = grown(axis, counts[axis])
@@ -321,7 +354,7 @@ def _grow_in_band(
       else:
         start[d], stop[d] = grown(d, counts[d])
     break
-  return "grown", ""
+  return "grown", "", (counts, lo, sides)
 
 
 def _grow_to_foreground(
@@ -417,9 +450,11 @@ class Refined:
     if box is None or extras.get("outcome") == "fills the field":
       return box, extras
     extras["coarse_box"] = box
-    box, extras["refinement"], extras["measured_faces"] = refine_box_faces(
+    box, extras["refinement"], extras["measured_faces"], tails = refine_box_faces(
       volume, box, self.axis_of(volume.shape), **self.settings
     )
+    if tails is not None:
+      extras["face_tails"] = tails  # grid voxels past each face (crop.face_pads)
     if box is None:
       extras["outcome"] = "no sample"
     return box, extras

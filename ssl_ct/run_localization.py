@@ -155,7 +155,9 @@ def _localize_volume(dataset, localizer, volume, out_dir, *, plot, distrust, mar
     "trim": diagnostics.get("trim"),  # None: the localizer does not trim
     "blind_axes": diagnostics.get("blind_axes"),  # None: the localizer has no per-axis evidence
   }
-  pads = crop.measured_pads(diagnostics.get("measured_faces"), shape, *margins, factor=factor)
+  pads = crop.measured_pads(
+    diagnostics.get("measured_faces"), shape, *margins, factor=factor, tails=diagnostics.get("face_tails")
+  )
   if pads and record["box"] is not None:  # per-face crop margins, input voxels
     record["face_margins"] = pads
   truth_box = dataset.truth.get(name, {}).get("box")

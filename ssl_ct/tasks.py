@@ -232,6 +232,7 @@ _REFINE_KEYS = {  # config.localize key -> refine.refine_box argument
   "refine_cut_rank": "cut_rank",
   "refine_measure": "measure",
   "refine_plane": "plane",
+  "refine_tail_fraction": "tail_fraction",
 }
 
 

@@ -4,7 +4,7 @@ a bright core and a faint extension, a bright wall that must not pull the box, n
 import numpy as np
 from absl.testing import absltest
 
-from ssl_ct import refine, run_localization
+from ssl_ct import crop, refine, run_localization
 from ssl_ct.data.volume import ArrayVolume
 
 
@@ -66,6 +66,25 @@ class RefineTest(absltest.TestCase):
     grown, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0)  # the default only grows
     self.assertEqual(grown, {"start": [25, 6, 10], "stop": [75, 42, 44]})
 
+  def test_tails_reach_over_the_faint_foreground_past_a_face_and_not_past_a_sharp_one(self):
+    data = _tube(seed=3)
+    data[30:70, 16:32, 16:32] += 60.0  # the sample: sharp faces
+    # Past z+ a trickle of sample: 4 slices whose foreground is a 3 x 3 speck (smoothed: a few more
+    # voxels) each, under the growth's min_fraction (0.02 of the band's 40 x 40 cross-section: 32
+    # voxels) but over the tails' (0.002: 4 voxels).
+    data[70:74, 23:26, 23:26] += 60.0
+    coarse = {"start": [30, 16, 16], "stop": [70, 32, 32]}
+    settings = {"min_fraction": 0.02, "tail_fraction": 0.002}
+    box, _, measured, tails = refine.refine_box_faces(ArrayVolume(data), coarse, axis=0, **settings)
+    self.assertEqual(box, coarse)  # the trickle is too thin to grow the box
+    self.assertEqual(measured, [[True, True]] * 3)
+    self.assertEqual(tails[0], [0, 4])  # 4 slices of faint foreground past z+, none past z-
+    self.assertEqual(tails[1:], [[0, 0], [0, 0]])  # sharp in the plane
+    self.assertIsNone(refine.refine_box_faces(ArrayVolume(data), coarse, axis=0, min_fraction=0.02)[3])  # off by default
+    pads = crop.face_pads(measured, data.shape, 0.05, 0.0, tails=tails)
+    self.assertEqual(pads, [[0, 4], [0, 0], [0, 0]])  # the tail as the margin, 0 where the sample ends sharply
+    self.assertEqual(crop.face_pads(measured, data.shape, 0.02, 0.0, tails=[[0, 9], [0, 0], [0, 0]])[0], [0, 3])  # <= uniform
+
   def test_band_caps_the_growth(self):
     data = _tube(seed=2)
     data[30:70, 16:32, 16:32] += 60.0
@@ -77,7 +96,7 @@ class RefineTest(absltest.TestCase):
     data = _tube(seed=2)
     data[30:70, 16:32, 16:32] += 60.0
     coarse = {"start": [30, 16, 16], "stop": [50, 32, 32]}  # the sample goes on past the band along z
-    box, _, measured = refine.refine_box_faces(ArrayVolume(data), coarse, axis=0, band=0.1)
+    box, _, measured, _ = refine.refine_box_faces(ArrayVolume(data), coarse, axis=0, band=0.1)
     self.assertEqual(box["stop"][0], 62)  # at the band's limit: more sample may lie past it
     self.assertEqual(measured, [[True, False], [True, True], [True, True]])
     whole = refine.refine_box_faces(ArrayVolume(data), {"start": [30, 16, 16], "stop": [70, 32, 32]}, axis=0)
@@ -86,9 +105,12 @@ class RefineTest(absltest.TestCase):
     self.assertEqual(plane[:2], whole[:2])  # the same box; only the faces in the plane across the axis count
     self.assertEqual(plane[2], [[False, False], [True, True], [True, True]])
     # Too few empty slices to compare against: nothing measured.
-    _, note, measured = refine.refine_box_faces(ArrayVolume(data), {"start": [4, 16, 16], "stop": [116, 32, 32]}, axis=0)
+    _, note, measured, tails = refine.refine_box_faces(
+      ArrayVolume(data), {"start": [4, 16, 16], "stop": [116, 32, 32]}, axis=0, tail_fraction=0.001
+    )
     self.assertIn("not refined", note)
     self.assertEqual(measured, [[False, False]] * 3)
+    self.assertIsNone(tails)  # nor any tail
     # A face on the volume's boundary has nothing past it to lose; one at its band's limit (10 +- 10 here) may.
     faces = refine._measured_faces((40, 40, 40), [10, 10, 10], [20, 20, 20], [0, 8, 0], [30, 20, 40], band=0.25)
     self.assertEqual(faces, [[True, False], [True, True], [True, True]])
