@@ -118,6 +118,9 @@ def get_config(arg=None):
   # on seeds 4 and 5 the box error fell from 1.99 to 1.53 voxels at 1.13x the ideal volume instead
   # of 1.08x, every fish kept >= 99.77% after the 1% crop (README).
   config.localize.refine_plane = "fit"
+  # The margin past a measured face from the refinement's evidence (the rotation config's rule,
+  # ssl_ct/refine.py _tails); 0: none (chosen with crop.measured_margin below).
+  config.localize.refine_tail_fraction = 0.0
   # Boxes are used only from a model whose validation mean displacement is at most this fraction
   # of a random order's; above it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.max_displacement_over_chance = 0.5
@@ -130,7 +133,13 @@ def get_config(arg=None):
   # keeps at least 99.4% of every fish of seeds 4 and 5 at 1.07-1.11x the ideal box's volume;
   # without refinement the boxes end before the faint fins and tail, and 7.5% was needed (README).
   config.crop.margin = 0.01
-  config.crop.measured_margin = 0.01  # on the faces the refinement measured (ssl_ct/crop.py face_pads): not tuned here, the same
+  # On the faces the refinement measured (ssl_ct/crop.py face_pads), or the face's tail
+  # (localize.refine_tail_fraction) where more. Chosen on seeds 4 and 5 with the rotation config's
+  # rule (experiments/select_refine.py --measured-margins=0,0.005,0.01
+  # --tail-fractions=0,0.00125,0.001,0.0005: the least mean volume keeping 99.5% of every fish):
+  # 0 and no tails, 0.96-0.97x the ideal volume, every fish kept >= 0.9966 (0.01 before: 1.12-1.14x,
+  # 0.9977; tails at 0.00125: 1.03-1.04x, 0.9974; README).
+  config.crop.measured_margin = 0.0
   config.crop.out_dir = ""  # where cropped volumes go; "" = <workdir>/cropped
   config.crop.margin_um = 0.0  # > 0: the margin in micrometres on every face instead (needs the voxel size)
   config.crop.levels = 0  # OME-Zarr pyramid levels of each crop; 0 = halve until <= 256 voxels a side

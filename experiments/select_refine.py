@@ -12,7 +12,9 @@ grid of false-positive rates, minimum fractions, minimum coverages and plane-fac
 (sorting: the sort axis; rotation: `localize.refine_axis`), each cropped with several margins.
 Prints, per setting and workdir, the box MAE, IoU, the mean and worst sample recall after
 cropping, the volume kept over the ideal (the truth boxes') and how many samples came back null (with --faces, each face's mean
-signed offset from the truth's face, outward positive, and its range);
+signed offset from the truth's face, outward positive, and its range); with --measured-margins,
+each margin also with that margin on the faces the refinement measured instead (`crop.measured_pads`),
+or the face's tail past it where more (--tail-fractions, `refine._tails`; never more than the margin);
 with --empty-tubes=N, how many of N synthetic tubes without a fish, given the coarse boxes of N
 samples, the refinement declares empty (null). Needs ground-truth masks (the synthetic sets have
 them). Choose on sets you do not report on.
@@ -57,11 +59,15 @@ def _load(workdir):
   return config, volumes, {n: boxes[n] for n in volumes}, truths, axis
 
 
-def _scores(boxes, truths, margin):
+def _scores(boxes, truths, margin, faces=None, measured_margin=None):
+  """(MAE, IoU, mean and worst recall after the crop, volume kept over the ideal); with `faces`
+  ({name: (measured, tails)}) and `measured_margin`, per-face margins (`crop.measured_pads`)."""
   rows = []
   for name, (truth_box, mask) in truths.items():
     metrics = evaluate.box_metrics(boxes[name], truth_box, mask.shape, mask)
-    cropped = evaluate.box_metrics(crop.margin_box(boxes[name], mask.shape, margin), truth_box, mask.shape, mask)
+    measured, tails = (faces or {}).get(name) or (None, None)
+    pads = crop.measured_pads(measured, mask.shape, margin, measured_margin, tails=tails) if boxes[name] else None
+    cropped = evaluate.box_metrics(crop.margin_box(boxes[name], mask.shape, margin, face_pads=pads), truth_box, mask.shape, mask)
     ideal = evaluate.box_metrics(truth_box, truth_box, mask.shape)["kept_fraction"]
     rows.append((metrics["mae_voxels"], metrics["iou"], cropped["recall"], cropped["kept_fraction"], ideal))
   mae, iou, recall, kept, ideal = np.mean(rows, axis=0)
@@ -94,6 +100,10 @@ def main():
   parser.add_argument("--min-coverages", default="0", help="refine_box's coverage rule (0: off), e.g. 0,0.25,0.5,0.75")
   parser.add_argument("--planes", default="grow", help="refine_box's plane faces: grow, fit or grow,fit")
   parser.add_argument("--faces", action="store_true", help="also print each face's mean signed offset from the truth")
+  parser.add_argument(
+    "--measured-margins", default="", help="crop.measured_margin candidates on the faces the refinement measured ('': none)"
+  )
+  parser.add_argument("--tail-fractions", default="0", help="refine_box's tail_fraction candidates (0: no tails)")
   parser.add_argument("--empty-tubes", type=int, default=0, help="also refine each workdir's first N coarse boxes on empty tubes")
   args = parser.parse_args()
   floats = lambda text: [float(t) for t in text.split(",")]  # noqa: E731
@@ -103,16 +113,18 @@ def main():
     floats(args.bands),
     floats(args.min_coverages),
     args.planes.split(","),
+    floats(args.tail_fractions),
   )
   settings = [None] + list(grid)
   for workdir in args.workdirs.split(","):
     _, volumes, coarse, truths, axis = _load(workdir)
     print(f"{workdir} ({results.latest(workdir)}), {len(volumes)} volumes, refined along {'zyx'[axis]}:")
     for setting in settings:
+      faces = None
       if setting is None:
         boxes, text = coarse, "coarse (no refinement)"
       else:
-        false_positive, min_fraction, band, min_coverage, plane = setting
+        false_positive, min_fraction, band, min_coverage, plane, tail = setting
         kw = {
           "plane": plane,
           "band": band,
@@ -121,19 +133,24 @@ def main():
           "min_sample_slices": args.min_sample_slices,
           "min_coverage": min_coverage,
         }
-        boxes = {n: refine.refine_box(volumes[n], coarse[n], axis, **kw)[0] for n in volumes}
+        refined = {n: refine.refine_box_faces(volumes[n], coarse[n], axis, **kw, tail_fraction=tail) for n in volumes}
+        boxes, faces = {n: r[0] for n, r in refined.items()}, {n: (r[2], r[3]) for n, r in refined.items()}
         text = f"false positive {false_positive:g}, min fraction {min_fraction:g}, band {band:g}, min coverage {min_coverage:g}"
-        text += f", plane faces {plane}"
+        text += f", plane faces {plane}, tails {tail:g}"
         if min_coverage > 0:
           local = {n: refine.refine_box(volumes[n], coarse[n], axis, **{**kw, "min_coverage": 0.0})[0] for n in volumes}
           text += f" (grew {sum(boxes[n] != local[n] for n in volumes)} boxes)"
       nulls = sum(boxes[n] is None for n in volumes)
       if args.faces:
         print(f"  {text}: {_face_offsets(boxes, truths)}")
-      for margin in floats(args.margins):
-        mae, iou, recall, worst, kept = _scores(boxes, truths, margin)
+      measured_margins = [None] + (floats(args.measured_margins) if args.measured_margins else [])
+      for margin, measured_margin in itertools.product(floats(args.margins), measured_margins):
+        if measured_margin is not None and faces is None:
+          continue
+        mae, iou, recall, worst, kept = _scores(boxes, truths, margin, faces, measured_margin)
+        on_measured = "" if measured_margin is None else f" ({measured_margin:g} on measured faces)"
         print(
-          f"  {text}, margin {margin:.3f}: MAE {mae:.2f}  IoU {iou:.3f}  recall after crop {recall:.4f}"
+          f"  {text}, margin {margin:.3f}{on_measured}: MAE {mae:.2f}  IoU {iou:.3f}  recall after crop {recall:.4f}"
           f" (worst {worst:.4f})  kept {kept:.2f}x ideal  null on {nulls} samples"
         )
       if setting is not None and args.empty_tubes:
