@@ -99,9 +99,9 @@ def face_pads(measured, shape, margin, measured_margin, factor=1, tails=None):
   """[[before, after] voxels per axis] of a box whose faces the localizer measured (`measured`,
   ssl_ct/refine.py: where the growth found the sample's end): `measured_margin` of the side on
   those (one fraction, or one per axis in volume order; at least `factor` voxels, one voxel of
-  the grid it was measured on, when above 0 or when that grid is coarser), or the face's `tails` (refine's faint foreground
-  past it, [[before, after]] grid voxels, times `factor`) where more; the uniform `margin` (a
-  fraction or voxels) on the rest, and never more than it."""
+  the grid it was measured on, when above 0 or when that grid is coarser), or the face's tail
+  where more (`tails`: refine's faint foreground past it, [[before, after]] grid voxels, times
+  `factor`); the uniform `margin` (a fraction or voxels) on the rest, and never more than it."""
   uniform = margin_voxels(margin, shape)
   fractions = np.broadcast_to(np.asarray(measured_margin, float), (3,))
   floor = [factor if f > 0 or factor > 1 else 0 for f in fractions]  # a face measured on a coarser grid: +- a grid voxel
