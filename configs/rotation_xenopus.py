@@ -134,13 +134,17 @@ def get_config(arg=None):
   # too). "fit" with the measured margin across z 0.01 (below) chosen on xenopus seeds 4, 5, 7 and
   # packed_head seed 7 (experiments/select_axis_margin.py --planes=grow,fit; README "Per-face margins").
   config.localize.refine_plane = "fit"
-  # The margin on a measured face is the refinement's tail past it: how many indices still hold at
-  # least this fraction of the band's cross-section as foreground (half refine_min_fraction), 0
-  # where the sample ends sharply (ssl_ct/refine.py _tails). With crop.measured_margin 0, chosen on
-  # xenopus seeds 4, 5, 7 and packed_head seed 7 (experiments/select_axis_margin.py
-  # --tail-fractions; README "Per-face margins"): mean volume kept 1.33x -> 1.25x the ideal, every
-  # sample kept >= 0.9951. 0: no tails.
-  config.localize.refine_tail_fraction = 0.0025
+  # A face fit moves in stops where the runs holding this fraction of the band's cross-section end
+  # (half refine_min_fraction): a faint embryo's weak foreground keeps its face. On the xenopus
+  # seed-9 report set the fit at refine_min_fraction cut 6-11% of a faint embryo (README); then
+  # chosen on the selection sets xenopus 4, 5, 7, 10, 11 and packed_head 7 with the margins below
+  # (experiments/select_axis_margin.py --fit-fractions --tail-fractions; README "Per-face margins").
+  config.localize.refine_fit_fraction = 0.0025
+  # The margin past a measured face from the refinement's tail there (indices still holding this
+  # fraction of the band's cross-section as foreground; ssl_ct/refine.py _tails); 0: none. Chosen
+  # with the fit fraction above: 0.0025 was the rule's pick with the fit at refine_min_fraction
+  # (7661a05), none with the fit fraction.
+  config.localize.refine_tail_fraction = 0.0
   # Boxes are used only from a model whose validation rotation accuracy is at least this many
   # times chance; below it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.min_accuracy_over_chance = 2.0
@@ -152,8 +156,8 @@ def get_config(arg=None):
   config.crop.margin = 0.05  # safety margin around the box, fraction of each side of the volume
   # On the faces the refinement measured the sample's end at (ssl_ct/crop.py face_pads; at least one
   # voxel of the grid measured on when downscaled; one fraction, or three (z, y, x)), or the face's
-  # tail (localize.refine_tail_fraction) where more. 0 with the tails (above); (0.005, 0.01, 0.01)
-  # before them, chosen on the same sets (README, "Per-face margins").
+  # tail (localize.refine_tail_fraction) where more. 0, chosen with the fit fraction above;
+  # (0.005, 0.01, 0.01) before 7661a05 (README, "Per-face margins").
   config.crop.measured_margin = (0.0, 0.0, 0.0)
   config.crop.out_dir = ""  # where cropped volumes go; "" = <workdir>/cropped
   config.crop.margin_um = 0.0  # > 0: the margin in micrometres on every face instead (needs the voxel size)

@@ -121,6 +121,9 @@ def get_config(arg=None):
   # The margin past a measured face from the refinement's evidence (the rotation config's rule,
   # ssl_ct/refine.py _tails); 0: none (chosen with crop.measured_margin below).
   config.localize.refine_tail_fraction = 0.0
+  # How far a face fit may move in (the rotation config's key): 0 = refine_min_fraction; not
+  # chosen for sorting (its selection above predates it).
+  config.localize.refine_fit_fraction = 0.0
   # Boxes are used only from a model whose validation mean displacement is at most this fraction
   # of a random order's; above it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.max_displacement_over_chance = 0.5

@@ -17,7 +17,8 @@ rule, trim, refinement with every face measurable; no network run), and each can
 the measured faces along the axis (the faces across it keep the run's `crop.measured_margin`, the
 rest the uniform `crop.margin`) is scored against the ground truth: box error, how far the axis's
 faces sit inside the truth at most, the worst sample kept after the crop and the volume kept over
-the ideal. With `--tail-fractions` (`localize.refine_tail_fraction`) each measured face's margin
+the ideal. `--fit-fractions` (`localize.refine_fit_fraction`): how far a face fit may move in
+(to the end of the runs holding that fraction of the cross-section). With `--tail-fractions` (`localize.refine_tail_fraction`) each measured face's margin
 is also at least the refinement's tail past it (the indices still holding that fraction of the
 cross-section as foreground: `refine._tails`, `crop.face_pads`). The first line per workdir is
 the run's own setting (plane faces only). The rule it
@@ -70,11 +71,18 @@ def main():
   parser.add_argument("--fill-level", type=float, help="localize.fill_level for every replay (default: each run's own)")
   parser.add_argument("--min-kept", type=float, default=0.995, help="every sample keeps at least this after the crop")
   parser.add_argument(
+    "--fit-fractions",
+    type=select_margin._floats,
+    default=(0.0,),
+    help="localize.refine_fit_fraction candidates (0: min_fraction)",
+  )
+  parser.add_argument(
     "--tail-fractions", type=select_margin._floats, default=(0.0,), help="localize.refine_tail_fraction candidates (0: none)"
   )
   args = parser.parse_args()
   planes = tuple(args.planes.split(","))
   plane_margins = args.plane_margins or (None,)  # None: the run's own
+  planes = [(p, f) for p in planes for f in (args.fit_fractions if p == "fit" else (0.0,))]  # (rule, fit fraction)
   candidates = list(
     itertools.product(args.cut_slices, args.cut_ranks, planes, args.tail_fractions, plane_margins, args.axis_margins)
   )
@@ -90,9 +98,17 @@ def main():
     print(f" sample kept worst {own[0]:.4f}, volume kept {own[1]:.2f}x ideal")
     bar = min(args.min_kept, own[0])
     for cut_slices, cut_rank, plane, tail in itertools.product(args.cut_slices, args.cut_ranks, planes, args.tail_fractions):
-      changes = {"cut_slices": cut_slices, "cut_rank": cut_rank, "plane": plane, "tail_fraction": tail}
+      changes = {
+        "cut_slices": cut_slices,
+        "cut_rank": cut_rank,
+        "plane": plane[0],
+        "fit_fraction": plane[1],
+        "tail_fraction": tail,
+      }
       _, truths, found = select_margin.replay(workdir, faces="all", loaded=loaded, refine_changes=changes, **rule_changes)
-      print(f"  cut runs of {cut_slices} slices, percentile {cut_rank:g}, plane faces {plane}, tails {tail:g}: box error", end="")
+      print(f"  cut runs of {cut_slices} slices, percentile {cut_rank:g}, plane faces {plane[0]}", end="")
+      print(f" (fit fraction {plane[1]:g})" if plane[0] == "fit" else "", end="")
+      print(f", tails {tail:g}: box error", end="")
       print(f" {_error(found, truths):.2f}%,", end="")
       print(f" faces along {'zyx'[axis]} inside the truth by at most {_inside(found, truths, axis)} voxels")
       for plane_margin, axis_margin in itertools.product(plane_margins, args.axis_margins):
@@ -106,7 +122,7 @@ def main():
         if worst < bar:
           passing.discard(key)
   chosen = min(passing, key=lambda c: (volume[c], c)) if passing else None
-  what = "run slices, percentile, plane faces, tail fraction, margin across the axis (None: the run's), margin along it"
+  what = "run slices, percentile, (plane faces, fit fraction), tail fraction, margin across the axis (None: the run's), margin along it"
   print(f"the least volume keeping >= {args.min_kept} of every sample ({what}): {chosen}")
 
 

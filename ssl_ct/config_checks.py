@@ -136,6 +136,11 @@ _RULES = (
   ("localize.refine_min_coverage", lambda v: _is_num(v, 0, 1), "a fraction of the slices' foreground in [0, 1] (0: off)"),
   ("localize.refine_plane", lambda v: v in ("grow", "fit"), "'grow' (faces across refine_axis move out only) or 'fit'"),
   ("localize.refine_tail_fraction", lambda v: _is_num(v, 0, 1), "a fraction of the cross-section in [0, 1] (0: no tails)"),
+  (
+    "localize.refine_fit_fraction",
+    lambda v: _is_num(v, 0, 1),
+    "a fraction of the cross-section in [0, 1] (0: refine_min_fraction)",
+  ),
   ("localize.refine_measure", lambda v: v in ("all", "plane"), "'all' or 'plane' (the faces that may count as measured)"),
   ("localize.refine_cut_slices", lambda v: _is_int(v, 2), "an integer >= 2 (slices)"),
   ("localize.refine_cut_rank", lambda v: _is_num(v, 0, 100), "a percentile in [0, 100] (50: the median over runs)"),

@@ -167,6 +167,7 @@ def refine_box_faces(
   min_coverage=0.0,
   measure="all",
   tail_fraction=0.0,
+  fit_fraction=0.0,
 ):
   """(box, note, measured, tails): `box` ({"start", "stop"}, half-open, on the volume's grid) grown to the
   faint sample, unchanged, or None; `measured` (`_measured_faces`, None without a box) says which
@@ -180,7 +181,9 @@ def refine_box_faces(
 
   `plane`: how the faces across `axis` move, "grow" (outward only) or "fit" (to the extent of the
   foreground runs in the band that overlap the box, inward too: a coarse box a superpixel wider
-  than the sample shrinks to it; `_fit`). Along `axis` the faces only grow.
+  than the sample shrinks to it; `_fit`). Along `axis` the faces only grow. `fit_fraction` > 0:
+  a face fit moves in stops at the end of the runs holding at least this fraction (below
+  `min_fraction`: a faint sample's weak foreground keeps its face; 0: `min_fraction`).
 
   `band`: how far a face may move, fraction of the volume's side along that dimension;
   `guard`: slices next to the box left out of the background, fraction of the axis (at least 2);
@@ -205,6 +208,7 @@ def refine_box_faces(
   cut = (cut_slices, cut_rank)
   local = dict(band=band, false_positive=false_positive, min_fraction=min_fraction, guard_slices=guard_slices, cut=cut)
   local.update(needed=needed, max_gap=max_gap, iterations=iterations, min_sample_slices=min_sample_slices, plane=plane)
+  local.update(fit_fraction=fit_fraction or min_fraction)
   covers = []  # what _grow_to_foreground did
   rule = dict(false_positive=false_positive, min_fraction=min_fraction, min_coverage=min_coverage, max_gap=max_gap, cut=cut)
 
@@ -308,6 +312,7 @@ def _grow_in_band(
   iterations,
   min_sample_slices,
   plane,
+  fit_fraction,
 ):
   """Grows (or fits, `plane`) [start, stop) in place within the band around it; (status, note, profile):
   status "grown" (moved or not), "no background" (too few empty slices: left as it is) or "no
@@ -350,7 +355,10 @@ def _grow_in_band(
         continue
     for d in _plane_dims(axis):
       if plane == "fit":
-        start[d], stop[d] = _fit(hits_of(counts[d], d), start[d], stop[d], lo[d], max_gap)
+        fitted = _fit(hits_of(counts[d], d), start[d], stop[d], lo[d], max_gap)
+        weak = _fit(_hits(counts[d], d, sides, fit_fraction), start[d], stop[d], lo[d], max_gap)
+        # Out as far as the fit goes; in no further than the weak foreground's ends (or the fit's).
+        start[d], stop[d] = min(fitted[0], max(weak[0], start[d])), max(fitted[1], min(weak[1], stop[d]))
       else:
         start[d], stop[d] = grown(d, counts[d])
     break

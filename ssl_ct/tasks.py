@@ -233,6 +233,7 @@ _REFINE_KEYS = {  # config.localize key -> refine.refine_box argument
   "refine_measure": "measure",
   "refine_plane": "plane",
   "refine_tail_fraction": "tail_fraction",
+  "refine_fit_fraction": "fit_fraction",
 }
 
 

@@ -66,6 +66,18 @@ class RefineTest(absltest.TestCase):
     grown, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0)  # the default only grows
     self.assertEqual(grown, {"start": [25, 6, 10], "stop": [75, 42, 44]})
 
+  def test_a_lower_fit_fraction_keeps_a_faint_part_the_fit_would_cut(self):
+    data = _tube(seed=1)
+    data[30:70, 10:38, 10:38] += 60.0
+    data[48:52, 6:10, 22:25] += 12.0  # a small faint part of the sample inside the loose y- face
+    coarse = {"start": [25, 6, 12], "stop": [75, 38, 44]}
+    cut, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0, plane="fit")
+    self.assertEqual(cut["start"][1], 10)  # in to the bright part: the faint one cut away
+    kept, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0, plane="fit", fit_fraction=0.001)
+    self.assertEqual(kept["start"][1], 6)  # its weak foreground holds the face
+    self.assertEqual(kept["stop"], cut["stop"])  # where nothing faint lies, the same fit (x+ in to 38)
+    self.assertEqual(kept["start"][2], cut["start"][2])  # and outward the same (x- out to 10)
+
   def test_tails_reach_over_the_faint_foreground_past_a_face_and_not_past_a_sharp_one(self):
     data = _tube(seed=3)
     data[30:70, 16:32, 16:32] += 60.0  # the sample: sharp faces
