@@ -258,21 +258,14 @@ def _fit(hits, start, stop, offset, max_gap):
 def _tails(profile, start, stop, fraction, max_gap):
   """[[before, after] indices per dimension]: how far past each face of [start, stop) the indices
   holding at least `fraction` of the cross-section as foreground reach (gaps of up to `max_gap`
-  bridged), within the band region of `profile` = (foreground counts per dimension, the region's
-  first index, its sides); 0 past a face the foreground ends at."""
+  bridged: `_grow` over them), within the band region of `profile` = (foreground counts per
+  dimension, the region's first index, its sides); 0 past a face the foreground ends at."""
   counts, lo, sides = profile
   tails = []
   for d in range(3):
     weak = _hits(counts[d], d, sides, fraction)
-    pair = []
-    for i, step in ((start[d] - lo[d] - 1, -1), (stop[d] - lo[d], 1)):
-      reach, gap, k = 0, 0, 0
-      while 0 <= i < len(weak) and gap <= max_gap:
-        k, gap = k + 1, 0 if weak[i] else gap + 1
-        reach = k if gap == 0 else reach
-        i += step
-      pair.append(reach)
-    tails.append(pair)
+    first, end = _grow(weak, start[d], stop[d], lo[d], lo[d], lo[d] + len(weak), max_gap)
+    tails.append([start[d] - first, end - stop[d]])
   return tails
 
 
@@ -356,7 +349,11 @@ def _grow_in_band(
     for d in _plane_dims(axis):
       if plane == "fit":
         fitted = _fit(hits_of(counts[d], d), start[d], stop[d], lo[d], max_gap)
-        weak = _fit(_hits(counts[d], d, sides, fit_fraction), start[d], stop[d], lo[d], max_gap)
+        weak = (
+          fitted
+          if fit_fraction == min_fraction
+          else _fit(_hits(counts[d], d, sides, fit_fraction), start[d], stop[d], lo[d], max_gap)
+        )
         # Out as far as the fit goes; in no further than the weak foreground's ends (or the fit's).
         start[d], stop[d] = min(fitted[0], max(weak[0], start[d])), max(fitted[1], min(weak[1], stop[d]))
       else:
