@@ -121,12 +121,18 @@ def get_config(arg=None):
   # foreground along z or across its slices grows to it. On xenopus seed 4 two boxes ended inside
   # their embryos (worst kept 0.431 after the crop; 1.000 with the rule; README).
   config.localize.refine_min_coverage = 0.9
-  # The foreground cut: measured on runs of this many background slices, the 25th percentile over
-  # runs taken (the sorting config: 16, the median). On the xenopus seed-5 demo most runs held a
-  # faint embryo end or debris, the median cut sat at their level, and two growths stalled 7 and 9
-  # slices inside their embryos; chosen with the measured faces below (README, "Per-face margins").
+  # The foreground cut: measured on runs of this many background slices, each cut into tiles x
+  # tiles pieces in the plane, the given percentile over the pieces taken. Runs of 8 at the 25th
+  # percentile (whole slices) since the xenopus seed-5 demo, where most runs held a faint embryo
+  # end or debris and two growths stalled 7 and 9 slices inside their embryos; 2 x 2 tiles at the
+  # median since 2026-12-07: with only a few background runs (an embryo filling most of the axis)
+  # debris in most of them had put the cut at the debris's own z-scores, and the refinement then
+  # saw only a sample's core (xenopus seed 13 with seed 10's model: an embryo kept 0.4878 after
+  # the crop). Chosen with the fit fraction and margins below on xenopus 4, 5, 7, 10-17 and
+  # packed_head 7 (experiments/select_axis_margin.py --cut-tiles; README, "Per-face margins").
   config.localize.refine_cut_slices = 8
-  config.localize.refine_cut_rank = 25.0
+  config.localize.refine_cut_rank = 50.0
+  config.localize.refine_cut_tiles = 2
   # Which faces the refinement may call measured (crop.measured_margin goes on those): "all", or
   # "plane", those across refine_axis only (the setting before the cut above; README).
   config.localize.refine_measure = "all"
@@ -145,6 +151,11 @@ def get_config(arg=None):
   # with the fit fraction above: 0.0025 was the rule's pick with the fit at refine_min_fraction
   # (7661a05), none with the fit fraction.
   config.localize.refine_tail_fraction = 0.0
+  # A box whose slices hold fewer foreground voxels than this fraction of its volume is a faint
+  # sample whose rim the z-scores do not see: its faces only grow and the crop keeps the uniform
+  # margin on all of them (ssl_ct/refine.py). 0: off, the selection's pick with the cut above
+  # (0.1 tied with it: no box on the selection sets was that faint once the cut was over tiles).
+  config.localize.refine_faint_fraction = 0.0
   # Boxes are used only from a model whose validation rotation accuracy is at least this many
   # times chance; below it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.min_accuracy_over_chance = 2.0

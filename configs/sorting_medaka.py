@@ -124,6 +124,10 @@ def get_config(arg=None):
   # How far a face fit may move in (the rotation config's key): 0 = refine_min_fraction; not
   # chosen for sorting (its selection above predates it).
   config.localize.refine_fit_fraction = 0.0
+  # A box too faint for its faces to be measured, and the foreground cut over tiles x tiles pieces
+  # of the background (the rotation config's keys; not chosen for sorting): off, whole slices.
+  config.localize.refine_faint_fraction = 0.0
+  config.localize.refine_cut_tiles = 1
   # Boxes are used only from a model whose validation mean displacement is at most this fraction
   # of a random order's; above it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.max_displacement_over_chance = 0.5

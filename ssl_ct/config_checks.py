@@ -141,9 +141,15 @@ _RULES = (
     lambda v: _is_num(v, 0, 1),
     "a fraction of the cross-section in [0, 1] (0: refine_min_fraction)",
   ),
+  (
+    "localize.refine_faint_fraction",
+    lambda v: _is_num(v, 0, 1),
+    "a fraction of the box's voxels in [0, 1] (0: every box's faces may be measured)",
+  ),
   ("localize.refine_measure", lambda v: v in ("all", "plane"), "'all' or 'plane' (the faces that may count as measured)"),
   ("localize.refine_cut_slices", lambda v: _is_int(v, 2), "an integer >= 2 (slices)"),
   ("localize.refine_cut_rank", lambda v: _is_num(v, 0, 100), "a percentile in [0, 100] (50: the median over runs)"),
+  ("localize.refine_cut_tiles", lambda v: _is_int(v, 1), "an integer >= 1 (pieces per in-plane side; 1: whole slices)"),
 )
 
 

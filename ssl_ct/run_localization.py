@@ -124,10 +124,12 @@ def _refinement_note(refinements):
   grown, null, stayed = count("grown"), count("no sample"), count("not refined")
   missed = sum(refine.MISSED in note for note in refinements.values())
   fitted = sum(refine.FITTED in note for note in refinements.values())
+  faint = sum(refine.FAINT + ":" in note for note in refinements.values())
   text = (
     f"Box refinement: {grown} of {len(refinements)} boxes grown to faint parts of the sample, {null} found to hold none"
     f" (null), {stayed} left as found for want of empty slices"
     + (f", {fitted} with faces moved in to where the sample ends" if fitted else "")
+    + (f", {faint} too faint for their faces to be measured (cropped with the uniform margin)" if faint else "")
     + "; each volume's note is in boxes.json (`refinements`)."
   )
   if missed:

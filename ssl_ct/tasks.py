@@ -230,10 +230,12 @@ _REFINE_KEYS = {  # config.localize key -> refine.refine_box argument
   "refine_min_coverage": "min_coverage",
   "refine_cut_slices": "cut_slices",
   "refine_cut_rank": "cut_rank",
+  "refine_cut_tiles": "cut_tiles",
   "refine_measure": "measure",
   "refine_plane": "plane",
   "refine_tail_fraction": "tail_fraction",
   "refine_fit_fraction": "fit_fraction",
+  "refine_faint_fraction": "faint_fraction",
 }
 
 

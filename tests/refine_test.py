@@ -42,6 +42,21 @@ class RefineTest(absltest.TestCase):
     self.assertEqual(box, {"start": [28, 16, 16], "stop": [92, 32, 32]})
     self.assertIn("z- by 12, z+ by 12", note)
 
+  def test_tiles_outvote_debris_in_every_run_of_a_short_background(self):
+    data = _tube(seed=4)
+    data[10:110, 16:32, 16:32] += 60.0  # a sample along most of the axis: two runs of background left
+    data[40:80, 32:36, 18:30] += 12.0  # its faint fin past y+
+    data[2:5, 6:9, 6:9] += 400.0  # a bright particle in each run, apart from the sample in the plane
+    data[114:117, 40:43, 40:43] += 400.0
+    coarse = {"start": [10, 16, 16], "stop": [110, 32, 32]}
+    settings = {"cut_slices": 8, "min_sample_slices": 0.0}
+    blind, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0, **settings)  # the cut at the particles' z-scores
+    self.assertEqual(blind, coarse)
+    self.assertIsNone(refine.refine_box(ArrayVolume(data), coarse, axis=0, cut_slices=8)[0])  # the sample itself unseen
+    box, note = refine.refine_box(ArrayVolume(data), coarse, axis=0, cut_tiles=2, **settings)
+    self.assertEqual(box["stop"], [110, 36, 32])  # 2 x 2 pieces per run: 2 of 8 hold a particle, outvoted
+    self.assertIn("y+ by 4", note)
+
   def test_never_shrinks_and_ignores_what_every_slice_has(self):
     data = _tube(seed=1)
     data[30:70, 10:38, 10:38] += 60.0
@@ -77,6 +92,28 @@ class RefineTest(absltest.TestCase):
     self.assertEqual(kept["start"][1], 6)  # its weak foreground holds the face
     self.assertEqual(kept["stop"], cut["stop"])  # where nothing faint lies, the same fit (x+ in to 38)
     self.assertEqual(kept["start"][2], cut["start"][2])  # and outward the same (x- out to 10)
+
+  def test_a_faint_sample_keeps_its_faces_and_none_is_measured(self):
+    data = _tube(seed=2)
+    data[30:70, 10:38, 10:38] += 2.0  # a sample nearly as dense as its medium: its z-scores stay under the cut
+    data[45:55, 20:28, 20:28] += 60.0  # all the z-scores see: a small dense core
+    coarse = {"start": [25, 6, 6], "stop": [75, 42, 42]}  # loose around the faint sample
+    volume, settings = ArrayVolume(data), {"plane": "fit", "min_sample_slices": 0.0}  # the rotation config's: never null
+    cut, _, measured, _ = refine.refine_box_faces(volume, coarse, axis=0, **settings)
+    self.assertEqual((cut["start"][1:], cut["stop"][1:]), ([20, 20], [28, 28]))  # in to the core: the sample cut away
+    self.assertIn([True, True], measured)
+    box, note, measured, _ = refine.refine_box_faces(volume, coarse, axis=0, faint_fraction=0.05, **settings)
+    self.assertEqual(box, coarse)  # faces only grow, and nothing faint past them to grow over
+    self.assertEqual(measured, [[False, False]] * 3)  # the crop keeps the uniform margin on every face
+    self.assertIn(f"{refine.FAINT}: ", note)
+    self.assertIn("(needs 5%)", note)
+    bright = _tube(seed=2)
+    bright[30:70, 10:38, 10:38] += 60.0
+    box, note, measured, _ = refine.refine_box_faces(ArrayVolume(bright), coarse, axis=0, faint_fraction=0.05, **settings)
+    self.assertEqual((box["start"][1:], box["stop"][1:]), ([10, 10], [38, 38]))  # a sample it sees: fit as before
+    self.assertNotIn(refine.FAINT, note)
+    summary = run_localization._refinement_note({"a": f"{refine.FAINT}: 1.0% ...", "b": ""})
+    self.assertIn("1 too faint for their faces to be measured", summary)
 
   def test_tails_reach_over_the_faint_foreground_past_a_face_and_not_past_a_sharp_one(self):
     data = _tube(seed=3)
