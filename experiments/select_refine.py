@@ -7,7 +7,8 @@ r"""Which face refinement (ssl_ct/refine.py) and crop margin keep every sample a
 
 Replays each workdir's latest localization, which ran without refinement (its boxes.json holds
 the coarse boxes; rotation or sorting), with `refine.refine_box` on the analysed volumes over a
-grid of false-positive rates, minimum fractions, minimum coverages and plane-face rules (`--planes=grow,fit`)
+grid of false-positive rates, minimum fractions, minimum coverages, plane-face rules (`--planes=grow,fit`)
+and foreground cuts over whole slices or tiles of them (`--cut-tiles=1,2`)
 (and "none"), along the run's refinement axis
 (sorting: the sort axis; rotation: `localize.refine_axis`), each cropped with several margins.
 Prints, per setting and workdir, the box MAE, IoU, the mean and worst sample recall after
@@ -104,6 +105,7 @@ def main():
     "--measured-margins", default="", help="crop.measured_margin candidates on the faces the refinement measured ('': none)"
   )
   parser.add_argument("--tail-fractions", default="0", help="refine_box's tail_fraction candidates (0: no tails)")
+  parser.add_argument("--cut-tiles", default="1", help="refine_box's cut_tiles candidates (1: whole slices)")
   parser.add_argument("--empty-tubes", type=int, default=0, help="also refine each workdir's first N coarse boxes on empty tubes")
   args = parser.parse_args()
   floats = lambda text: [float(t) for t in text.split(",")]  # noqa: E731
@@ -114,6 +116,7 @@ def main():
     floats(args.min_coverages),
     args.planes.split(","),
     floats(args.tail_fractions),
+    [int(t) for t in args.cut_tiles.split(",")],
   )
   settings = [None] + list(grid)
   for workdir in args.workdirs.split(","):
@@ -124,7 +127,7 @@ def main():
       if setting is None:
         boxes, text = coarse, "coarse (no refinement)"
       else:
-        false_positive, min_fraction, band, min_coverage, plane, tail = setting
+        false_positive, min_fraction, band, min_coverage, plane, tail, tiles = setting
         kw = {
           "plane": plane,
           "band": band,
@@ -132,11 +135,12 @@ def main():
           "min_fraction": min_fraction,
           "min_sample_slices": args.min_sample_slices,
           "min_coverage": min_coverage,
+          "cut_tiles": tiles,
         }
         refined = {n: refine.refine_box_faces(volumes[n], coarse[n], axis, **kw, tail_fraction=tail) for n in volumes}
         boxes, faces = {n: r[0] for n, r in refined.items()}, {n: (r[2], r[3]) for n, r in refined.items()}
         text = f"false positive {false_positive:g}, min fraction {min_fraction:g}, band {band:g}, min coverage {min_coverage:g}"
-        text += f", plane faces {plane}, tails {tail:g}"
+        text += f", plane faces {plane}, tails {tail:g}, cut over {tiles}x{tiles} pieces"
         if min_coverage > 0:
           local = {n: refine.refine_box(volumes[n], coarse[n], axis, **{**kw, "min_coverage": 0.0})[0] for n in volumes}
           text += f" (grew {sum(boxes[n] != local[n] for n in volumes)} boxes)"
