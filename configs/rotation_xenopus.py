@@ -113,10 +113,12 @@ def get_config(arg=None):
   config.localize.refine_band = 0.25  # each face moves at most this fraction of the volume's side
   config.localize.refine_false_positive = 3e-4  # foreground: a smoothed |z| only this fraction of empty voxels exceed
   config.localize.refine_min_fraction = 0.005  # an index is sample when this fraction of the band's cross-section is
-  # 0: the refinement never declares a box empty. Embryos nearly iso-attenuating with their
-  # medium leave many of their slices without a voxel past the cut (at 0.5: 2-4 of 12 seed-4/5
-  # embryos came back null).
-  config.localize.refine_min_sample_slices = 0.0
+  # A box fewer than this fraction of whose slices hold foreground is no sample (null): an empty
+  # holder the network boxed anyway. 0 until the cut over tiles below (at 0.5 2-4 of 12 seed-4/5
+  # embryos, nearly iso-attenuating, had come back null); then chosen with
+  # experiments/select_empty.py on the selection sets: 0.5 nulled 44 of 48 empty holders (the other
+  # 4 on packed-head boxes that fill z: nothing to compare with) and none of 144 samples.
+  config.localize.refine_min_sample_slices = 0.5
   # The coverage rule (the sorting config's 0.9; ssl_ct/refine.py): a box holding less of the
   # foreground along z or across its slices grows to it. On xenopus seed 4 two boxes ended inside
   # their embryos (worst kept 0.431 after the crop; 1.000 with the rule; README).

@@ -30,6 +30,28 @@ def _floats(text):
   return tuple(float(v) for v in text.split(","))
 
 
+def coarse_boxes(loaded, **rule_changes):
+  """(config, refinement settings, {name: (box before the refinement or None, whether the refinement
+  runs on it)}) of a run's pipeline up to the refinement: the box rule (with `rule_changes`,
+  `curves.interval_from_curve`'s keywords), then the trim; a null box or one that fills the field is
+  not refined. `loaded`: `select_fusion._load(workdir)`."""
+  config, volumes, curves, baseline, _ = loaded
+  rule, settings = select_fusion.rules(config)
+  rule.update(rule_changes)
+  core_rule = dict(rule, level=config.localize.trim_level, smooth_percentile=config.localize.trim_smooth_percentile)
+  boxes = {}
+  for name, by_axis in curves.items():
+    shape = volumes[name].shape
+    box = localize_rotation.box_from_curves(by_axis, **rule)
+    if box is None or box == {"start": [0, 0, 0], "stop": list(shape)}:
+      boxes[name] = (box, False)
+      continue
+    if config.localize.get("trim", False):
+      box = fusion.trim_box(box, localize_rotation.box_from_curves(by_axis, **core_rule), baseline[name], shape)
+    boxes[name] = (box, config.localize.get("refine", False))
+  return config, settings, boxes
+
+
 def replay(workdir, faces=None, loaded=None, refine_changes=None, **rule_changes):
   """(config, truths, {name: (refined box or None, measured faces or None, face tails or None)}) of the run's pipeline;
   `faces`: the refinement's `measure` ("all" or "plane") instead of the run's; `refine_changes`:
@@ -37,25 +59,17 @@ def replay(workdir, faces=None, loaded=None, refine_changes=None, **rule_changes
   `rule_changes`: curve-rule settings (`curves.interval_from_curve`'s keywords) instead of the
   run's; `loaded`: `select_fusion._load(workdir)`, read once by a caller that replays a workdir
   several times."""
-  config, volumes, curves, baseline, truths = loaded or select_fusion._load(workdir)
-  rule, settings = select_fusion.rules(config)
-  rule.update(rule_changes)
+  loaded = loaded or select_fusion._load(workdir)
+  config, settings, boxes = coarse_boxes(loaded, **rule_changes)
+  volumes, truths = loaded[1], loaded[4]
   settings = dict(settings, **(refine_changes or {}), **({"measure": faces} if faces else {}))
-  core_rule = dict(rule, level=config.localize.trim_level, smooth_percentile=config.localize.trim_smooth_percentile)
   found = {}
-  for name, by_axis in curves.items():
-    shape = volumes[name].shape
-    box = localize_rotation.box_from_curves(by_axis, **rule)
-    if box is None or box == {"start": [0, 0, 0], "stop": list(shape)}:
-      found[name] = (box, None, None)
-      continue
-    if config.localize.get("trim", False):
-      box = fusion.trim_box(box, localize_rotation.box_from_curves(by_axis, **core_rule), baseline[name], shape)
-    if config.localize.get("refine", False):
+  for name, (box, refined) in boxes.items():
+    if refined:
       box, _, measured, tails = refine.refine_box_faces(volumes[name], box, config.localize.get("refine_axis", 0), **settings)
+      found[name] = (box, measured, tails)
     else:
-      measured = tails = None
-    found[name] = (box, measured, tails)
+      found[name] = (box, None, None)
   return config, truths, found
 
 

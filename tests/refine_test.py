@@ -98,7 +98,7 @@ class RefineTest(absltest.TestCase):
     data[30:70, 10:38, 10:38] += 2.0  # a sample nearly as dense as its medium: its z-scores stay under the cut
     data[45:55, 20:28, 20:28] += 60.0  # all the z-scores see: a small dense core
     coarse = {"start": [25, 6, 6], "stop": [75, 42, 42]}  # loose around the faint sample
-    volume, settings = ArrayVolume(data), {"plane": "fit", "min_sample_slices": 0.0}  # the rotation config's: never null
+    volume, settings = ArrayVolume(data), {"plane": "fit", "min_sample_slices": 0.0}  # never null: the core holds few slices
     cut, _, measured, _ = refine.refine_box_faces(volume, coarse, axis=0, **settings)
     self.assertEqual((cut["start"][1:], cut["stop"][1:]), ([20, 20], [28, 28]))  # in to the core: the sample cut away
     self.assertIn([True, True], measured)
