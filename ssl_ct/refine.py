@@ -27,7 +27,7 @@ from ssl_ct.data import truth
 
 MISSED = "grown to the foreground it missed"  # in the note of a box the coverage rule grew (reports count them)
 FITTED = "moved in to the sample"  # in the note of a box whose faces `plane="fit"` moved inward (reports count them)
-FAINT = "faint sample"  # in the note of a box too faint for its faces to be measured (reports count them)
+FAINT = "too faint for measured faces"  # in the note of a box whose sample the z-scores barely see (reports count them)
 _BLOCK = 64  # slices per read
 _SIGMA = 1.0  # voxels, Gaussian smoothing of the z-scores
 _HALO = 3  # slices read past a block's ends so the smoothing sees its neighbours
@@ -245,14 +245,12 @@ def refine_box_faces(
       status, note, profile = _grow_in_band(volume, axis, start, stop, **local)
   if status == "no sample":
     return None, note, None, None
-  faint = status == "faint"  # grown, but no face of it measured
+  faint = status == "faint"  # grown outward only, and no face of it measured
   status = "grown" if faint else status
   if status == "grown" and min_coverage > 0:
     covers.append(cover_plane())
-  measured = _measured_faces(volume.shape, *banded, start, stop, band) if status == "grown" else [[False, False]] * 3
-  if faint:
-    measured = [[False, False]] * 3
-  elif measure == "plane":
+  measured = _measured_faces(volume.shape, *banded, start, stop, band) if status == "grown" and not faint else [[False] * 2] * 3
+  if measure == "plane":
     measured[axis] = [False, False]
   tails = _tails(profile, start, stop, tail_fraction, max_gap) if status == "grown" and tail_fraction > 0 else None
   return (*_result(box, start, stop, "; ".join(filter(None, [*covers, note]))), measured, tails)
@@ -380,7 +378,7 @@ def _grow_in_band(
     break
   if faint:
     seen_pct, needed_pct = f"{seen:.1%}", f"{faint_fraction:.0%}"
-    note = f"{FAINT}: {seen_pct} of the box's voxels stand out from the empty slices (needs {needed_pct}): faces not measured"
+    note = f"{FAINT}: {seen_pct} of the box's voxels stand out from the empty slices (needs {needed_pct})"
     return "faint", note, (counts, lo, sides)
   return "grown", "", (counts, lo, sides)
 

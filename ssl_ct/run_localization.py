@@ -124,7 +124,7 @@ def _refinement_note(refinements):
   grown, null, stayed = count("grown"), count("no sample"), count("not refined")
   missed = sum(refine.MISSED in note for note in refinements.values())
   fitted = sum(refine.FITTED in note for note in refinements.values())
-  faint = sum(refine.FAINT + ":" in note for note in refinements.values())
+  faint = sum(refine.FAINT in note for note in refinements.values())
   text = (
     f"Box refinement: {grown} of {len(refinements)} boxes grown to faint parts of the sample, {null} found to hold none"
     f" (null), {stayed} left as found for want of empty slices"

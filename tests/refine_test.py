@@ -78,6 +78,7 @@ class RefineTest(absltest.TestCase):
     summary = run_localization._refinement_note({"a": note, "b": "moved in to the sample: x+ by 1 voxels", "c": ""})
     self.assertIn("1 of 3 boxes grown", summary)
     self.assertIn("2 with faces moved in to where the sample ends", summary)
+    self.assertNotIn("too faint", summary)  # "grown to the faint sample" is not a faint box
     grown, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0)  # the default only grows
     self.assertEqual(grown, {"start": [25, 6, 10], "stop": [75, 42, 44]})
 
