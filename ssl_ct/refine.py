@@ -12,7 +12,8 @@ region's cross-section (gaps of up to `max_gap` indices bridged), never past the
 inward: the refinement only adds voxels (with `plane="fit"` the faces across `axis` move in too, to
 where the foreground ends). Along `axis` first, the background re-estimated
 without the new sample slices each time, until it settles (at most `iterations` moves), then in
-the plane. A box most of whose slices hold nothing the empty ones do not (an empty tube that a
+the plane; a move along `axis` that would leave too few empty slices is undone (a packing that
+changes along the axis, not the sample) and the faces along it are not called measured. A box most of whose slices hold nothing the empty ones do not (an empty tube that a
 network boxed anyway) is no sample.
 
 It needs empty slices along `axis` (a sorting volume's tube ends); without enough of them the
@@ -237,21 +238,19 @@ def refine_box_faces(
     whole = ([0, 0, 0], list(volume.shape))
     covers.append(_grow_to_foreground(volume, axis, [axis], ends, *whole, start, stop, "the volume's", **rule))
   banded = [list(start), list(stop)]  # the box the band is laid around
-  status, note, profile = _grow_in_band(volume, axis, start, stop, **local)
+  status, note, profile, unmeasured = _grow_in_band(volume, axis, start, stop, **local)
   if status == "no sample" and min_coverage > 0:  # a box beside the sample rather than none: grown to it first
     covers.append(cover_plane())
     if covers[-1]:
       banded = [list(start), list(stop)]
-      status, note, profile = _grow_in_band(volume, axis, start, stop, **local)
+      status, note, profile, unmeasured = _grow_in_band(volume, axis, start, stop, **local)
   if status == "no sample":
     return None, note, None, None
-  faint = status == "faint"  # grown outward only, and no face of it measured
-  status = "grown" if faint else status
   if status == "grown" and min_coverage > 0:
     covers.append(cover_plane())
-  measured = _measured_faces(volume.shape, *banded, start, stop, band) if status == "grown" and not faint else [[False] * 2] * 3
-  if measure == "plane":
-    measured[axis] = [False, False]
+  measured = _measured_faces(volume.shape, *banded, start, stop, band) if status == "grown" else [[False, False]] * 3
+  for d in unmeasured | ({axis} if measure == "plane" else set()):
+    measured[d] = [False, False]
   tails = _tails(profile, start, stop, tail_fraction, max_gap) if status == "grown" and tail_fraction > 0 else None
   return (*_result(box, start, stop, "; ".join(filter(None, [*covers, note]))), measured, tails)
 
@@ -321,11 +320,15 @@ def _grow_in_band(
   fit_fraction,
   faint_fraction,
 ):
-  """Grows (or fits, `plane`) [start, stop) in place within the band around it; (status, note, profile):
-  status "grown" (moved or not), "faint" (grown, outward only: its slices hold fewer foreground
-  voxels than `faint_fraction` of the box), "no background" (too few empty slices: left as it is)
-  or "no sample" (unchanged; the box is none); profile (the last foreground counts per dimension,
-  the band region's first index and sides; None unless grown) for `_tails`."""
+  """Grows (or fits, `plane`) [start, stop) in place within the band around it; (status, note,
+  profile, unmeasured): status "grown" (moved or not), "no background" (too few empty slices: left
+  as it is) or "no sample" (unchanged; the box is none); profile (the last foreground counts per
+  dimension, the band region's first index and sides; None unless grown) for `_tails`;
+  unmeasured, the dimensions whose faces the growth could not place: every one of a faint box
+  (its slices hold fewer foreground voxels than `faint_fraction` of it: faces grown outward
+  only), and `axis` when a growth along it would have left too few empty slices (it is undone,
+  and the plane refined against the background before it: the slices past the box differed from
+  one another, a packing or holder that changes along the axis, not the sample's end)."""
   shape, length = volume.shape, volume.shape[axis]
   lo, hi = _band_limits(shape, start, stop, band)
   sides = [h - low for low, h in zip(lo, hi)]
@@ -338,13 +341,21 @@ def _grow_in_band(
 
   # The sort axis first, until it settles: sample slices found there leave the background,
   # which changes every z-score. Then the plane, once: its profiles do not depend on its faces.
+  unmeasured, before = set(), None  # before: the axis faces and counts before the last growth along it
   for round_ in range(iterations + 1):
     runs = _background_runs(length, start[axis], stop[axis], guard_slices)
     if sum(b - a for a, b in runs) < needed:
-      return "no background", f"not refined further: fewer than {needed} empty slices along {'zyx'[axis]} outside the box", None
+      note = f"not refined further: fewer than {needed} empty slices along {'zyx'[axis]} outside the box"
+      if before is None:
+        return "no background", note, None, unmeasured
+      (start[axis], stop[axis]), counts = before
+      note = f"the growth along {'zyx'[axis]} undone: it left fewer than {needed} empty slices"
+      unmeasured.add(axis)
+      break
     centre, spread = _background_stats(volume, axis, runs, lo, hi)
     cuts = _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive, cut)
     counts = dict(zip([axis, *_plane_dims(axis)], _profiles(volume, axis, lo, hi, centre, spread, cuts)))
+    note = ""
     if round_ == 0:
       inside = hits_of(counts[axis], axis)[start[axis] - lo[axis] : stop[axis] - lo[axis]]
       if inside.mean() < min_sample_slices:
@@ -355,32 +366,36 @@ def _grow_in_band(
             f"(needs {min_sample_slices:.0%})"
           ),
           None,
+          unmeasured,
         )
     if round_ < iterations:
       new = grown(axis, counts[axis])
       if new != (start[axis], stop[axis]):
+        before = ((start[axis], stop[axis]), counts)
         start[axis], stop[axis] = new
         continue
-    seen = counts[axis][start[axis] - lo[axis] : stop[axis] - lo[axis]].sum() / np.prod(np.subtract(stop, start))
-    faint = seen < faint_fraction
-    for d in _plane_dims(axis):
-      if plane == "fit" and not faint:
-        fitted = _fit(hits_of(counts[d], d), start[d], stop[d], lo[d], max_gap)
-        weak = (
-          fitted
-          if fit_fraction == min_fraction
-          else _fit(_hits(counts[d], d, sides, fit_fraction), start[d], stop[d], lo[d], max_gap)
-        )
-        # Out as far as the fit goes; in no further than the weak foreground's ends (or the fit's).
-        start[d], stop[d] = min(fitted[0], max(weak[0], start[d])), max(fitted[1], min(weak[1], stop[d]))
-      else:
-        start[d], stop[d] = grown(d, counts[d])
     break
+  seen = counts[axis][start[axis] - lo[axis] : stop[axis] - lo[axis]].sum() / np.prod(np.subtract(stop, start))
+  faint = seen < faint_fraction
+  for d in _plane_dims(axis):
+    if plane == "fit" and not faint:
+      fitted = _fit(hits_of(counts[d], d), start[d], stop[d], lo[d], max_gap)
+      weak = (
+        fitted
+        if fit_fraction == min_fraction
+        else _fit(_hits(counts[d], d, sides, fit_fraction), start[d], stop[d], lo[d], max_gap)
+      )
+      # Out as far as the fit goes; in no further than the weak foreground's ends (or the fit's).
+      start[d], stop[d] = min(fitted[0], max(weak[0], start[d])), max(fitted[1], min(weak[1], stop[d]))
+    else:
+      start[d], stop[d] = grown(d, counts[d])
   if faint:
     seen_pct, needed_pct = f"{seen:.1%}", f"{faint_fraction:.0%}"
-    note = f"{FAINT}: {seen_pct} of the box's voxels stand out from the empty slices (needs {needed_pct})"
-    return "faint", note, (counts, lo, sides)
-  return "grown", "", (counts, lo, sides)
+    note = "; ".join(
+      filter(None, [note, f"{FAINT}: {seen_pct} of the box's voxels stand out from the empty slices (needs {needed_pct})"])
+    )
+    unmeasured.update(range(3))
+  return "grown", note, (counts, lo, sides), unmeasured
 
 
 def _grow_to_foreground(

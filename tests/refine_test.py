@@ -57,6 +57,21 @@ class RefineTest(absltest.TestCase):
     self.assertEqual(box["stop"], [110, 36, 32])  # 2 x 2 pieces per run: 2 of 8 hold a particle, outvoted
     self.assertIn("y+ by 4", note)
 
+  def test_a_growth_along_the_axis_that_takes_the_background_is_undone(self):
+    data = _tube(seed=5)
+    data[6:100, 16:32, 16:32] += 60.0  # the sample, 6 empty slices below it
+    data[40:80, 32:36, 18:30] += 12.0  # its faint fin past y+
+    data[100:120:2, 38:44, 8:40] += 100.0  # past z+ a packing that changes from slice to slice
+    coarse = {"start": [6, 16, 16], "stop": [100, 32, 32]}
+    box, note, measured, _ = refine.refine_box_faces(ArrayVolume(data), coarse, axis=0, min_sample_slices=0.0, cut_tiles=2)
+    # Grown over the packing along z, the box would leave 4 empty slices: too few to refine the
+    # plane against. The growth is undone, the plane refined against the background before it.
+    self.assertEqual((box["start"][0], box["stop"][0]), (6, 100))
+    self.assertGreaterEqual(box["stop"][1], 36)  # over the fin
+    self.assertIn("the growth along z undone", note)
+    self.assertEqual(measured[0], [False, False])  # z's faces not placed: the uniform margin there
+    self.assertIn(True, measured[1] + measured[2])
+
   def test_never_shrinks_and_ignores_what_every_slice_has(self):
     data = _tube(seed=1)
     data[30:70, 10:38, 10:38] += 60.0
