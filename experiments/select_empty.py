@@ -12,7 +12,7 @@ network run), then refines every box with the packaged rotation config's refinem
 (`configs/rotation_xenopus.py`, not the run's) and each candidate; and refines the same boxes of
 the first `--empty-holders` volumes on empty holders: the xenopus phantom of that volume's shape
 with the embryo replaced by the medium (holder, debris, rings and beam hardening kept), scanned
-as the synthetic sets are. Prints per workdir and candidate how many samples and how many empty
+as the synthetic sets are (`select_refine.empty_volume`). Prints per workdir and candidate how many samples and how many empty
 holders come back null. The rule it prints: the candidate nulling the most empty holders among
 those that null no sample on any workdir (ties: the smallest). Choose on sets you do not report on.
 """
@@ -20,28 +20,13 @@ those that null no sample on any workdir (ties: the smallest). Choose on sets yo
 import argparse
 import os
 
-import numpy as np
 import select_fusion
 import select_margin
+import select_refine
 
 from ssl_ct import refine
 from ssl_ct.configs import rotation_xenopus
-from ssl_ct.data import phantoms, tomography
-from ssl_ct.data.volume import ArrayVolume
-
-
-def empty_holder(shape, index):
-  """A synthetic xenopus volume of `shape` whose embryo is replaced by the medium: a holder with no sample."""
-  rng = np.random.default_rng([99, index])
-  phantom = phantoms.xenopus(tuple(shape), rng)
-  mu = phantom.mu_DxHxW
-  mu[phantom.mask_DxHxW] = phantoms.MEDIUM_MU_128 * 128 / shape[1]
-  artifacts = {
-    "ring_strength": rng.choice([0.0, rng.uniform(0.004, 0.012)]),
-    "beam_hardening": rng.choice([0.0, rng.uniform(0.01, 0.03)]),
-  }
-  recon = tomography.scan(mu, rng, num_angles=shape[1], **artifacts)
-  return ArrayVolume(recon.astype(np.float32), f"empty_{index}")
+from ssl_ct.data import phantoms
 
 
 def main():
@@ -60,7 +45,10 @@ def main():
     config, _, boxes = select_margin.coarse_boxes(loaded, **rule_changes)
     volumes, axis = loaded[1], config.localize.get("refine_axis", 0)
     refined = [name for name in sorted(boxes) if boxes[name][1]]
-    holders = {name: empty_holder(volumes[name].shape, 100 * index + i) for i, name in enumerate(refined[: args.empty_holders])}
+    holders = {
+      name: select_refine.empty_volume(volumes[name].shape, 100 * index + i, phantoms.xenopus, True)
+      for i, name in enumerate(refined[: args.empty_holders])
+    }
     here = {}
     for candidate in args.min_sample_slices:
       run = dict(settings, min_sample_slices=candidate)

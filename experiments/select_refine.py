@@ -32,14 +32,18 @@ from ssl_ct.data import phantoms, pipeline, prepare, tomography, truth
 from ssl_ct.data.volume import ArrayVolume
 
 
-def _empty_tube(shape, index):
-  """A synthetic medaka volume with the fish replaced by the medium: a tube holding no sample."""
+def empty_volume(shape, index, generator=phantoms.medaka, beam_hardening=False):
+  """A synthetic volume of `generator` with its sample replaced by the medium (a tube or holder
+  holding no sample), scanned with a drawn ring strength (and beam hardening) as the sets are."""
   rng = np.random.default_rng([99, index])
-  phantom = phantoms.medaka(tuple(shape), rng)
+  phantom = generator(tuple(shape), rng)
   mu = phantom.mu_DxHxW
   mu[phantom.mask_DxHxW] = phantoms.MEDIUM_MU_128 * 128 / shape[1]
-  ring = rng.choice([0.0, rng.uniform(0.004, 0.012)])
-  return ArrayVolume(tomography.scan(mu, rng, num_angles=shape[1], ring_strength=ring).astype(np.float32), f"empty_{index}")
+  artifacts = {"ring_strength": rng.choice([0.0, rng.uniform(0.004, 0.012)])}
+  if beam_hardening:
+    artifacts["beam_hardening"] = rng.choice([0.0, rng.uniform(0.01, 0.03)])
+  recon = tomography.scan(mu, rng, num_angles=shape[1], **artifacts)
+  return ArrayVolume(recon.astype(np.float32), f"empty_{index}")
 
 
 def _load(workdir):
@@ -159,7 +163,7 @@ def main():
         )
       if setting is not None and args.empty_tubes:
         found = [n for n in volumes if coarse[n]][: args.empty_tubes]
-        empty = [refine.refine_box(_empty_tube(volumes[n].shape, i), coarse[n], axis, **kw)[0] for i, n in enumerate(found)]
+        empty = [refine.refine_box(empty_volume(volumes[n].shape, i), coarse[n], axis, **kw)[0] for i, n in enumerate(found)]
         print(
           f"  {text}: empty tubes given the coarse boxes of {len(found)} samples: {sum(b is None for b in empty)} come back null"
         )

@@ -107,11 +107,15 @@ def _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive, cut, block
   for first, stop in chunks:
     block = _read(volume, axis, first, stop, lo, hi)
     by_dim = [np.abs(_smoothed_z(block, centre, spread, d)) if d in block_dims else None for d in range(3)]
-    for rows in np.array_split(np.arange(block.shape[1]), min(tiles, block.shape[1])):
-      for cols in np.array_split(np.arange(block.shape[2]), min(tiles, block.shape[2])):
-        piece = np.s_[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        quantiles.append([np.quantile(z[piece], 1.0 - false_positive) if z is not None else 0.0 for z in by_dim])
+    for piece in _tiles(block.shape, tiles):
+      quantiles.append([np.quantile(z[piece], 1.0 - false_positive) if z is not None else 0.0 for z in by_dim])
   return [float(q) for q in np.percentile(quantiles, cut_rank, axis=0)]
+
+
+def _tiles(shape, tiles):
+  """Index expressions cutting a block (slices first) into tiles x tiles pieces in the plane (fewer where a side is shorter)."""
+  sides = [[slice(i[0], i[-1] + 1) for i in np.array_split(np.arange(n), min(tiles, n))] for n in shape[1:]]
+  return [np.s_[:, rows, cols] for rows in sides[0] for cols in sides[1]]
 
 
 def _profiles(volume, axis, lo, hi, centre, spread, cuts, block_dims=(0, 1, 2)):
