@@ -48,7 +48,7 @@ def bench_step(task, config, steps):
     ),
     task.example_batch(config.data.batch_size),
   )
-  state = train.create_train_state(model, batch, jax.random.key(0), tx)
+  state = train.init_train_state(model, batch, jax.random.key(0), tx)
   step = jax.jit(
     functools.partial(train.train_step, loss_fn=losses.get_loss(config.loss.name), schedule=schedule), donate_argnums=0
   )
@@ -82,7 +82,7 @@ def bench_against_torch(task, config, steps, rounds):
   batch = random_batch(task, config.data.batch_size)
   # The training loop's own step: batch sharded over every (host) device, state replicated.
   mesh = train.make_mesh()
-  state = jax.device_put(train.create_train_state(model, batch, jax.random.key(0), tx), jax.sharding.NamedSharding(mesh, jax.P()))
+  state = train.init_train_state(model, batch, jax.random.key(0), tx, sharding=jax.sharding.NamedSharding(mesh, jax.P()))
   sharded_step = train.jit_train_step(mesh, losses.get_loss(config.loss.name), schedule)
   global_batch = train.global_batch(batch, mesh)
   step = lambda state, _, key: sharded_step(state, global_batch, key)  # noqa: E731

@@ -35,7 +35,7 @@ def train_step_case(config):
   task = tasks.get_task(config)
   tx, schedule = train.make_optimizer(config.opt, 100)
   batch = bench_train.random_batch(task, config.data.batch_size)
-  state = train.create_train_state(task.make_model(), batch, jax.random.key(0), tx)
+  state = train.init_train_state(task.make_model(), batch, jax.random.key(0), tx)
   fn = functools.partial(train.train_step, loss_fn=losses.get_loss(config.loss.name), schedule=schedule)
   return fn, (state, batch, jax.random.key(1)), config.data.batch_size, lambda args, out: (out[0], *args[1:])
 

@@ -120,7 +120,7 @@ class ComputeDtypeTest(absltest.TestCase):
     step = functools.partial(train.train_step, loss_fn=losses.get_loss("rotation_nll"), schedule=schedule)
     states, losses_of = {}, {}
     for dtype, model in self.models.items():
-      state = train.create_train_state(model, self.batch, jax.random.key(0), tx)
+      state = train.init_train_state(model, self.batch, jax.random.key(0), tx)
       states[dtype], metrics = jax.jit(step)(state, self.batch, jax.random.key(1))
       losses_of[dtype] = float(metrics["loss"])
     self.assertEqual({a.dtype for a in jax.tree.leaves(states["bfloat16"].params)}, {jnp.dtype(jnp.float32)})

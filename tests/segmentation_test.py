@@ -169,7 +169,7 @@ class EmaTest(absltest.TestCase):
       seen["keys"] = sorted(outputs)  # the step hands the online and the momentum outputs
       return losses.cross_entropy_dice(outputs["online"], batch["labels"])
 
-    state = jax.jit(functools.partial(train.create_train_state, model, batch, tx=tx, momentum=0.9))(jax.random.key(0))
+    state = train.init_train_state(model, batch, jax.random.key(0), tx, momentum=0.9)
     before = state.momentum_params
     # Compiled, as the loop runs it (op by op, this tiny DeepLabV3+ init and step took 40 s on 2 cores).
     step = jax.jit(functools.partial(train.train_step, loss_fn=loss_fn, schedule=schedule))

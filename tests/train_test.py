@@ -70,7 +70,7 @@ class TrainTest(absltest.TestCase):
       "volume": jnp.zeros(4, jnp.int32),
       "axis": jnp.array([0, 1, 2, 0]),
     }
-    state = train.create_train_state(model, batch, jax.random.key(0), tx)
+    state = train.init_train_state(model, batch, jax.random.key(0), tx)
     step = jax.jit(functools.partial(train.train_step, loss_fn=losses.get_loss("rotation_nll"), schedule=schedule))
     new_state, metrics = step(state, batch, jax.random.key(1))
     self.assertEqual(int(new_state.step), 1)
