@@ -3,6 +3,7 @@ bfloat16 compute dtype."""
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -86,6 +87,15 @@ class HeadsTest(absltest.TestCase):
     d, _ = model.apply(params, batch)
     self.assertGreater(float(jnp.abs(a - b).max()), 1e-6)
     np.testing.assert_array_equal(c, d)
+
+  def test_flat_dropout_mask_is_flaxs(self):
+    x = jax.random.normal(jax.random.key(1), (2, 5, 6, 3))
+    rngs = {"dropout": jax.random.key(4)}
+    ours = resnet.Dropout(0.3).apply({}, x, deterministic=False, rngs=rngs)
+    flax_ = nn.Dropout(0.3).apply({}, x, deterministic=False, rngs=rngs)
+    self.assertTrue(np.any(ours == 0) and np.any(ours != 0))
+    np.testing.assert_array_equal(ours, flax_)
+    np.testing.assert_array_equal(resnet.Dropout(0.3).apply({}, x, rngs=rngs), x)
 
 
 class ComputeDtypeTest(absltest.TestCase):

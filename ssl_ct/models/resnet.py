@@ -27,6 +27,26 @@ import jax.numpy as jnp
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+class Dropout(nn.Module):
+  """flax's nn.Dropout with its mask drawn as one flat vector and reshaped.
+
+  jax.random's (partitionable Threefry) bits depend only on an element's flat index, so the
+  mask is flax's bit for bit; XLA:CPU compiles a flat draw in a tenth of the time of a 4-D one
+  (0.24 against 2.5 s for an 8x16x16x4 mask on 2 cores), and every train step, MC-dropout
+  pass and test with dropout compiled one.
+  """
+
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, *, deterministic=True):
+    if self.rate == 0.0 or deterministic:
+      return x
+    keep = 1.0 - self.rate
+    mask = jax.random.bernoulli(self.make_rng("dropout"), keep, (x.size,)).reshape(x.shape)
+    return jax.lax.select(mask, x / keep, jnp.zeros_like(x))
+
+
 def get_compute_dtype(model_config):
   """The compute dtype `model_config.dtype` names; float32 for the configs of runs from before the key."""
   name = model_config.dtype if "dtype" in model_config else "float32"
@@ -122,7 +142,7 @@ class ResNet(nn.Module):
         x = self.block_cls(self.width * 2**stage, strides, dilation, dtype=self.dtype, name=name)(x)
       stage_maps.append(x)
     trunk_map_BxhxwxC = x  # what the MC dropout drops: the exact dropout variance needs it
-    x = nn.Dropout(self.dropout_rate, name="mc_dropout")(x, deterministic=deterministic)
+    x = Dropout(self.dropout_rate, name="mc_dropout")(x, deterministic=deterministic)
     feature_map_BxhxwxC = conv(x.shape[-1], (1, 1), name="embed")(x)
     embedding_BxC = jnp.mean(feature_map_BxhxwxC, axis=(1, 2))
     logits = nn.Dense(self.num_outputs, dtype=self.dtype, name="head")(embedding_BxC) if self.num_outputs else embedding_BxC

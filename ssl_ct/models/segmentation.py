@@ -58,7 +58,7 @@ class DeepLabV3Plus(nn.Module):
     pooled = nn.relu(nn.Conv(self.aspp_channels, (1, 1), dtype=self.encoder.dtype, name="aspp_pool")(pooled))
     branches.append(jnp.broadcast_to(pooled, (*high_Bxhxwxc.shape[:3], self.aspp_channels)))
     x = block(self.aspp_channels, kernel=1, name="aspp_project")(jnp.concatenate(branches, axis=-1))
-    x = nn.Dropout(0.1)(x, deterministic=deterministic)
+    x = resnet.Dropout(0.1)(x, deterministic=deterministic)
     # The decoder's skip: the finest stage at no more than stride 4 (stride 2 with a small stem's first stage).
     low = next((s for s in out["stages"] if size[0] // s.shape[1] >= 4), out["stages"][0])
     low = block(self.low_level_channels, kernel=1, name="low_level")(low)
