@@ -72,14 +72,14 @@ def create_train_state(model: nn.Module, example_batch, rng, tx, momentum=0.0):
 # The initializers' random numbers are a program run once per training, and optimizing it was most
 # of a cold start (7.8 -> 1.1 s for the tiny model, 11.7 -> 3.0 s for the demo's, on 2 cores);
 # unoptimized, a few parameters in a hundred come out one rounding step apart.
-_RUN_ONCE = {"xla_backend_optimization_level": 0}
+RUN_ONCE = {"xla_backend_optimization_level": 0}
 
 
 def init_train_state(model: nn.Module, example_batch, rng, tx, momentum=0.0, sharding=None):
-  """create_train_state compiled for a single call (see _RUN_ONCE); `sharding` places the state."""
+  """create_train_state compiled for a single call (see RUN_ONCE); `sharding` places the state."""
   create = functools.partial(create_train_state, model, example_batch, tx=tx, momentum=momentum)
   placement = {} if sharding is None else {"out_shardings": sharding}
-  return jax.jit(create, compiler_options=_RUN_ONCE, **placement)(rng)
+  return jax.jit(create, compiler_options=RUN_ONCE, **placement)(rng)
 
 
 def train_step(state, batch, rng, *, loss_fn, schedule):

@@ -1,15 +1,18 @@
 """Shared test helpers: writing a volume in every format, hashing inputs, finding the real scans."""
 
+import functools
 import glob
 import hashlib
 import json
 import os
 
 import h5py
+import jax
 import numpy as np
 import tensorstore as ts
 import tifffile
 
+from ssl_ct import train
 from ssl_ct.data import fov, prepare, volume, zarr_writer
 
 REAL_DATA = os.environ.get("SSL_CT_REAL_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
@@ -17,6 +20,12 @@ REAL_DATA_MISSING = (
   f"real micro-CT scans not found at {os.path.abspath(REAL_DATA)} (they ship with the developers' shared/ folder, "
   "not with a user's clone); set SSL_CT_REAL_DATA to run these tests"
 )
+
+
+def init_variables(model, rngs, *inputs, **kwargs):
+  """`model.init` compiled once and unoptimized, as the training's initial state is
+  (train.RUN_ONCE); op by op, every initializer's draw compiled on its own took seconds."""
+  return jax.jit(functools.partial(model.init, **kwargs), compiler_options=train.RUN_ONCE)(rngs, *inputs)
 
 
 def tree_digest(path):

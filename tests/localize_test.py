@@ -5,6 +5,7 @@ from absl.testing import absltest
 
 from ssl_ct import baseline, curves, evaluate, localize_rotation
 from ssl_ct.data import volume
+from tests import helpers
 
 
 def _curve(n=100, start=30, stop=70, low=0.2, high=0.8, noise=0.05, seed=0):
@@ -160,7 +161,7 @@ class SharedEncodingTest(absltest.TestCase):
     task = tasks.get_task(config)
     model = task.make_model()
     batch = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), task.example_batch(2))
-    params = model.init({"params": jax.random.key(1)}, batch, deterministic=True)["params"]
+    params = helpers.init_variables(model, {"params": jax.random.key(1)}, batch, deterministic=True)["params"]
     rng = np.random.default_rng(0)
     array = rng.normal(0.0, 0.1, (30, 26, 26)).astype(np.float32)
     array[8:20, 6:18, 9:21] += 1.0

@@ -13,6 +13,7 @@ from absl.testing import absltest, parameterized
 from ssl_ct import losses, train
 from ssl_ct.configs import segment_medaka
 from ssl_ct.models import heads, resnet, segmentation
+from tests import helpers
 
 
 def _model_config(name="resnet_tiny", dropout=0.0, **extra):
@@ -62,17 +63,17 @@ class HeadsTest(absltest.TestCase):
   def test_rotation_and_sorting_outputs(self):
     batch = {"ref": jnp.ones((3, 16, 16, 1)), "twin": jnp.zeros((3, 16, 16, 1)), "image": jnp.ones((3, 16, 16, 1))}
     rotation = heads.make_model(_model_config(), num_classes=7)
-    logits, out = rotation.apply(rotation.init(jax.random.key(0), batch), batch)
+    logits, out = rotation.apply(helpers.init_variables(rotation, jax.random.key(0), batch), batch)
     self.assertEqual(logits.shape, (3, 7))
     self.assertEqual(out["feature_map"].shape[0], 3)
     sorting = heads.make_model(_model_config())
-    z, _ = sorting.apply(sorting.init(jax.random.key(0), batch), batch)
+    z, _ = sorting.apply(helpers.init_variables(sorting, jax.random.key(0), batch), batch)
     self.assertEqual(z.shape, (3,))
 
   def test_twin_order_matters(self):
     rotation = heads.make_model(_model_config(), num_classes=7)
     a, b = jax.random.normal(jax.random.key(1), (2, 2, 16, 16, 1))
-    params = rotation.init(jax.random.key(0), {"ref": a, "twin": b})
+    params = helpers.init_variables(rotation, jax.random.key(0), {"ref": a, "twin": b})
     ab, _ = rotation.apply(params, {"ref": a, "twin": b})
     ba, _ = rotation.apply(params, {"ref": b, "twin": a})
     self.assertGreater(float(jnp.abs(ab - ba).max()), 1e-6)
@@ -80,7 +81,7 @@ class HeadsTest(absltest.TestCase):
   def test_dropout_only_when_not_deterministic(self):
     model = heads.make_model(_model_config(dropout=0.5))
     batch = {"image": jax.random.normal(jax.random.key(1), (2, 16, 16, 1))}
-    params = model.init(jax.random.key(0), batch)
+    params = helpers.init_variables(model, jax.random.key(0), batch)
     a, _ = model.apply(params, batch, deterministic=False, rngs={"dropout": jax.random.key(1)})
     b, _ = model.apply(params, batch, deterministic=False, rngs={"dropout": jax.random.key(2)})
     c, _ = model.apply(params, batch)
@@ -113,7 +114,7 @@ class ComputeDtypeTest(absltest.TestCase):
     self.models = {dtype: heads.make_model(_model_config(dtype=dtype), num_classes=7) for dtype in ("float32", "bfloat16")}
 
   def test_bfloat16_computes_in_bfloat16_and_returns_float32(self):
-    params = self.models["float32"].init(jax.random.key(0), self.batch)["params"]
+    params = helpers.init_variables(self.models["float32"], jax.random.key(0), self.batch)["params"]
     logits32, _ = self.models["float32"].apply({"params": params}, self.batch)
     logits16, out16 = self.models["bfloat16"].apply({"params": params}, self.batch)
     encoder_out = self.models["bfloat16"].apply({"params": params}, self.batch["ref"], method="encode")

@@ -21,6 +21,7 @@ from ssl_ct.configs import segment_medaka
 from ssl_ct.data import augment, labeled
 from ssl_ct.errors import InputError
 from ssl_ct.models import resnet, segmentation
+from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -210,7 +211,7 @@ class DecodersTest(parameterized.TestCase):
     config = segment_medaka.get_config("tiny")
     model = segmentation.make_model(config.model, num_classes=2)
     images = jnp.asarray(np.random.default_rng(0).uniform(size=(2, 24, 24, 1)), jnp.float32)
-    variables = model.init(jax.random.key(0), {"image": images})
+    variables = helpers.init_variables(model, jax.random.key(0), {"image": images})
     logits, _ = model.apply(variables, {"image": images})
     self.assertEqual(logits.shape, (2, 24, 24, 2))
     self.assertTrue(bool(jnp.all(jnp.isfinite(logits))))
@@ -311,7 +312,7 @@ class StudyTest(absltest.TestCase):
     encoder = segment.pretrained_encoder(pretrained, config.model)
     model = segmentation.make_model(config.model, num_classes=2)
     images = jnp.zeros((1, 24, 24, 1))
-    params = model.init(jax.random.key(5), {"image": images})["params"]
+    params = helpers.init_variables(model, jax.random.key(5), {"image": images})["params"]
     loaded = segment.load_encoder(params, encoder)
     for name in params["encoder"]:
       jax.tree.map(np.testing.assert_array_equal, loaded["encoder"][name], encoder[name])

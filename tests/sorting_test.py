@@ -110,7 +110,7 @@ class McDropoutTest(absltest.TestCase):
     config.dropout = dropout
     model = heads.make_model(config)
     images = jax.random.uniform(jax.random.key(0), (3, 24, 24, 1))
-    params = model.init({"params": jax.random.key(1)}, {"image": images})["params"]
+    params = helpers.init_variables(model, {"params": jax.random.key(1)}, {"image": images})["params"]
     return model, params, images
 
   def test_samples_differ_with_dropout_and_coincide_without(self):
