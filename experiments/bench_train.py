@@ -49,16 +49,14 @@ def bench_step(task, config, steps):
     task.example_batch(config.data.batch_size),
   )
   state = train.init_train_state(model, batch, jax.random.key(0), tx)
-  step = jax.jit(
-    functools.partial(train.train_step, loss_fn=losses.get_loss(config.loss.name), schedule=schedule), donate_argnums=0
-  )
+  step = jax.jit(functools.partial(train.train_step, loss_fn=losses.get_loss(config.loss.name)), donate_argnums=0)
   start = time.perf_counter()
-  state, metrics = step(state, batch, jax.random.key(1))
+  state, metrics = step(state, batch, jax.random.key(1), schedule)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - start
   start = time.perf_counter()
   for _ in range(steps):
-    state, metrics = step(state, batch, jax.random.key(1))
+    state, metrics = step(state, batch, jax.random.key(1), schedule)
   jax.block_until_ready(metrics)
   return steps * config.data.batch_size / (time.perf_counter() - start), compile_s, state.params
 
@@ -83,9 +81,9 @@ def bench_against_torch(task, config, steps, rounds):
   # The training loop's own step: batch sharded over every (host) device, state replicated.
   mesh = train.make_mesh()
   state = train.init_train_state(model, batch, jax.random.key(0), tx, sharding=jax.sharding.NamedSharding(mesh, jax.P()))
-  sharded_step = train.jit_train_step(mesh, losses.get_loss(config.loss.name), schedule)
+  sharded_step = train.jit_train_step(mesh, losses.get_loss(config.loss.name))
   global_batch = train.global_batch(batch, mesh)
-  step = lambda state, _, key: sharded_step(state, global_batch, key)  # noqa: E731
+  step = lambda state, _, key: sharded_step(state, global_batch, key, schedule)  # noqa: E731
   torch.set_flush_denormal(True)  # as XLA on CPU does; denormal weights would slow PyTorch tenfold as they appear
   torch_model, torch_step = torch_reference.make_step(config)
   to_nchw = lambda x: torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))  # noqa: E731

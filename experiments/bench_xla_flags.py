@@ -36,8 +36,8 @@ def train_step_case(config):
   tx, schedule = train.make_optimizer(config.opt, 100)
   batch = bench_train.random_batch(task, config.data.batch_size)
   state = train.init_train_state(task.make_model(), batch, jax.random.key(0), tx)
-  fn = functools.partial(train.train_step, loss_fn=losses.get_loss(config.loss.name), schedule=schedule)
-  return fn, (state, batch, jax.random.key(1)), config.data.batch_size, lambda args, out: (out[0], *args[1:])
+  fn = functools.partial(train.train_step, loss_fn=losses.get_loss(config.loss.name))
+  return fn, (state, batch, jax.random.key(1), schedule), config.data.batch_size, lambda args, out: (out[0], *args[1:])
 
 
 def encode_case(config, slices=64):

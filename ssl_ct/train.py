@@ -33,25 +33,39 @@ def make_mesh():
   return jax.make_mesh((jax.device_count(),), (BATCH_AXIS,), axis_types=(AxisType.Auto,))
 
 
-# name -> fn(schedule, opt_config) -> optax transformation.
+# name -> fn(opt_config) -> optax transformation at a unit learning rate: train_step scales its
+# updates by learning_rate(), so the compiled step is the same for every rate and run length.
 OPTIMIZERS = {
-  "adamw": lambda schedule, c: optax.adamw(schedule, weight_decay=c.weight_decay),
-  "adam": lambda schedule, c: optax.adam(schedule),
-  "sgd": lambda schedule, c: optax.chain(
-    optax.add_decayed_weights(c.weight_decay), optax.sgd(schedule, momentum=0.9, nesterov=True)
-  ),
+  "adamw": lambda c: optax.adamw(1.0, weight_decay=c.weight_decay),
+  "adam": lambda c: optax.adam(1.0),
+  "sgd": lambda c: optax.chain(optax.add_decayed_weights(c.weight_decay), optax.sgd(1.0, momentum=0.9, nesterov=True)),
 }
 
 
 def make_optimizer(opt_config, total_steps):
-  """optax chain from the config: warmup + cosine decay, optional global-norm clipping."""
+  """(optax chain at a unit rate with optional global-norm clipping, the rate schedule's values).
+
+  The schedule is warmup + cosine decay as data (see learning_rate), an argument of the step.
+  """
   if opt_config.name not in OPTIMIZERS:
     raise ValueError(f"unknown optimizer {opt_config.name!r}; valid names: {', '.join(OPTIMIZERS)}")
-  schedule = optax.warmup_cosine_decay_schedule(
-    0.0, opt_config.lr, warmup_steps=min(opt_config.warmup_steps, max(total_steps - 1, 0)), decay_steps=max(total_steps, 1)
-  )
+  schedule = {
+    "peak_lr": jnp.float32(opt_config.lr),
+    "warmup_steps": jnp.int32(min(opt_config.warmup_steps, max(total_steps - 1, 0))),
+    "total_steps": jnp.int32(max(total_steps, 1)),
+  }
   clip = [optax.clip_by_global_norm(opt_config.grad_clip)] if opt_config.grad_clip > 0 else []
-  return optax.chain(*clip, OPTIMIZERS[opt_config.name](schedule, opt_config)), schedule
+  return optax.chain(*clip, OPTIMIZERS[opt_config.name](opt_config)), schedule
+
+
+def learning_rate(step, schedule):
+  """optax's warmup_cosine_decay_schedule from 0 (linear to the peak over the warmup, cosine to 0
+  at the last step) computed from the schedule's values, which stay inputs of the compiled step."""
+  peak, warmup, total = schedule["peak_lr"], schedule["warmup_steps"], schedule["total_steps"]
+  step, warmup, total = (jnp.asarray(x, jnp.float32) for x in (step, warmup, total))
+  rising = peak * step / jnp.maximum(warmup, 1.0)
+  done = jnp.clip((step - warmup) / jnp.maximum(total - warmup, 1.0), 0.0, 1.0)
+  return jnp.where(step < warmup, rising, peak * 0.5 * (1.0 + jnp.cos(jnp.pi * done)))
 
 
 class TrainState(train_state.TrainState):
@@ -82,8 +96,8 @@ def init_train_state(model: nn.Module, example_batch, rng, tx, momentum=0.0, sha
   return jax.jit(create, compiler_options=RUN_ONCE, **placement)(rng)
 
 
-def train_step(state, batch, rng, *, loss_fn, schedule):
-  """One SGD step; returns the new state and this step's metrics (device arrays).
+def train_step(state, batch, rng, schedule, *, loss_fn):
+  """One SGD step at learning_rate(state.step, schedule); returns the new state and this step's metrics.
 
   With momentum parameters the loss sees {"online": outputs, "momentum": outputs of the EMA
   parameters (no gradient)}, and the EMA follows the updated parameters.
@@ -98,19 +112,23 @@ def train_step(state, batch, rng, *, loss_fn, schedule):
     return loss_fn(outputs, batch)
 
   (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-  metrics = {**metrics, "loss": loss, "l2_grads": optax.tree.norm(grads), "lr": schedule(state.step)}
-  new_state = state.apply_gradients(grads=grads)
+  lr = learning_rate(state.step, schedule)
+  metrics = {**metrics, "loss": loss, "l2_grads": optax.tree.norm(grads), "lr": lr}
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, jax.tree.map(lambda u: lr.astype(u.dtype) * u, updates))
+  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   if state.momentum_params is not None:
     ema = optax.incremental_update(new_state.params, state.momentum_params, step_size=1.0 - state.momentum)
     new_state = new_state.replace(momentum_params=ema)
   return new_state, metrics
 
 
-def jit_train_step(mesh, loss_fn, schedule):
+def jit_train_step(mesh, loss_fn):
   """train_step compiled once with replicated state and a batch sharded along the mesh."""
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P(BATCH_AXIS))
-  step = functools.partial(train_step, loss_fn=loss_fn, schedule=schedule)
-  return jax.jit(step, in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated), donate_argnums=0)
+  step = functools.partial(train_step, loss_fn=loss_fn)
+  shardings = (replicated, sharded, replicated, replicated)
+  return jax.jit(step, in_shardings=shardings, out_shardings=(replicated, replicated), donate_argnums=0)
 
 
 def global_batch(local_batch, mesh):
@@ -193,7 +211,7 @@ def train_loop(
   state, start = checkpoint.restore_latest(manager, state, iterator)
   if start == 0 and init_params is not None:
     state = state.replace(params=jax.device_put(init_params(host_params(state.params)), replicated))
-  step_fn = jit_train_step(mesh, loss_fn, schedule)
+  step_fn = jit_train_step(mesh, loss_fn)
   writer = metric_writer.MetricWriter(workdir)
   keep_best = bool(select and validate and config.train.get("keep_best", False))
   patience = config.train.get("patience", 0) if select and validate else 0
@@ -212,7 +230,7 @@ def train_loop(
   for step in range(start + 1, config.train.steps + 1):
     last = step
     batch = global_batch(next(iterator), mesh)
-    state, metrics = step_fn(state, batch, step_rng)
+    state, metrics = step_fn(state, batch, step_rng, schedule)
     record = {}  # one metrics.jsonl line per logged step: training and validation together
     if step % config.train.log_every == 0 or step == config.train.steps:
       metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}

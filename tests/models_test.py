@@ -128,11 +128,11 @@ class ComputeDtypeTest(absltest.TestCase):
     tx, schedule = train.make_optimizer(
       ml_collections.ConfigDict({"name": "adamw", "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 0, "grad_clip": 1.0}), 10
     )
-    step = functools.partial(train.train_step, loss_fn=losses.get_loss("rotation_nll"), schedule=schedule)
+    step = functools.partial(train.train_step, loss_fn=losses.get_loss("rotation_nll"))
     states, losses_of = {}, {}
     for dtype, model in self.models.items():
       state = train.init_train_state(model, self.batch, jax.random.key(0), tx)
-      states[dtype], metrics = jax.jit(step)(state, self.batch, jax.random.key(1))
+      states[dtype], metrics = jax.jit(step)(state, self.batch, jax.random.key(1), schedule)
       losses_of[dtype] = float(metrics["loss"])
     self.assertEqual({a.dtype for a in jax.tree.leaves(states["bfloat16"].params)}, {jnp.dtype(jnp.float32)})
     self.assertAlmostEqual(losses_of["bfloat16"], losses_of["float32"], delta=0.02 * losses_of["float32"])

@@ -163,7 +163,8 @@ class EmaTest(absltest.TestCase):
   def test_momentum_parameters_follow_the_updated_parameters_inside_the_step(self):
     model = segmentation.make_model(segment_medaka.get_config("tiny").model, num_classes=2)
     batch = {"image": jnp.ones((2, 24, 24, 1)), "labels": jnp.zeros((2, 24, 24), jnp.int32)}
-    tx, schedule = optax.sgd(0.5), optax.constant_schedule(0.5)  # no warmup: the first step moves
+    tx = optax.sgd(1.0)  # at the schedule's rate, 0.5 from the first step (no warmup): the first step moves
+    schedule = {"peak_lr": 0.5, "warmup_steps": 0, "total_steps": 1}
     seen = {}
 
     def loss_fn(outputs, batch):
@@ -173,8 +174,8 @@ class EmaTest(absltest.TestCase):
     state = train.init_train_state(model, batch, jax.random.key(0), tx, momentum=0.9)
     before = state.momentum_params
     # Compiled, as the loop runs it (op by op, this tiny DeepLabV3+ init and step took 40 s on 2 cores).
-    step = jax.jit(functools.partial(train.train_step, loss_fn=loss_fn, schedule=schedule))
-    new_state, _ = step(state, batch, jax.random.key(1))
+    step = jax.jit(functools.partial(train.train_step, loss_fn=loss_fn))
+    new_state, _ = step(state, batch, jax.random.key(1), schedule)
     self.assertEqual(seen["keys"], ["momentum", "online"])
     expected = jax.tree.map(lambda old, new: 0.9 * old + 0.1 * new, before, new_state.params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), new_state.momentum_params, expected)

@@ -15,7 +15,9 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+import optax
 from absl.testing import absltest
 
 from ssl_ct import checkpoint, losses, report, results, run_localization, tasks, train
@@ -48,6 +50,29 @@ def _main(workdir, *args):
   return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
+class ScheduleTest(absltest.TestCase):
+  def test_learning_rate_is_optaxs_warmup_cosine_decay(self):
+    for warmup, total in ((0, 10), (3, 10), (1, 2), (100, 2000)):
+      opt = ml_collections.ConfigDict({"name": "adamw", "lr": 3e-3, "warmup_steps": warmup, "weight_decay": 0.0, "grad_clip": 0})
+      _, schedule = train.make_optimizer(opt, total)
+      reference = optax.warmup_cosine_decay_schedule(0.0, 3e-3, warmup_steps=min(warmup, total - 1), decay_steps=total)
+      steps = np.arange(total + 2)
+      np.testing.assert_allclose(train.learning_rate(steps, schedule), reference(steps), rtol=1e-5, atol=1e-9)
+
+  def test_one_compiled_step_for_every_rate_and_run_length(self):
+    config = rotation_xenopus.get_config("tiny")
+    task = tasks.get_task(config)
+    batch = task.example_batch(config.data.batch_size)
+    step = train.jit_train_step(train.make_mesh(), losses.get_loss("rotation_nll"))
+    programs = set()
+    for lr, steps in ((1e-3, 2), (1e-3, 500), (0.1, 500)):
+      config.opt.lr = lr
+      tx, schedule = train.make_optimizer(config.opt, steps)
+      state = jax.eval_shape(functools.partial(train.create_train_state, task.make_model(), batch, tx=tx), jax.random.key(0))
+      programs.add(step.lower(state, batch, jax.random.key(1), schedule).as_text())
+    self.assertLen(programs, 1)
+
+
 class TrainTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
@@ -71,8 +96,8 @@ class TrainTest(absltest.TestCase):
       "axis": jnp.array([0, 1, 2, 0]),
     }
     state = train.init_train_state(model, batch, jax.random.key(0), tx)
-    step = jax.jit(functools.partial(train.train_step, loss_fn=losses.get_loss("rotation_nll"), schedule=schedule))
-    new_state, metrics = step(state, batch, jax.random.key(1))
+    step = jax.jit(functools.partial(train.train_step, loss_fn=losses.get_loss("rotation_nll")))
+    new_state, metrics = step(state, batch, jax.random.key(1), schedule)
     self.assertEqual(int(new_state.step), 1)
     self.assertTrue(np.isfinite(float(metrics["loss"])))
     self.assertEqual(set(metrics), {"loss", "rot_acc", "rot_acc_z", "rot_acc_y", "rot_acc_x", "l2_grads", "lr"})
