@@ -80,7 +80,10 @@ def create_train_state(model: nn.Module, example_batch, rng, tx, momentum=0.0):
   dummy = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), example_batch)
   params = model.init({"params": rng}, dummy, deterministic=True)["params"]
   ema = jax.tree.map(jnp.copy, params) if momentum else None  # its own buffers: the state is donated
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx, momentum_params=ema, momentum=momentum)
+  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, momentum_params=ema, momentum=momentum)
+  # A strongly typed step count, as a checkpoint restores it: a resumed run then runs the same
+  # compiled step as a fresh one (a weakly typed 0 made it another program, compiled again).
+  return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 # The initializers' random numbers are a program run once per training, and optimizing it was most

@@ -212,6 +212,22 @@ class TrainTest(absltest.TestCase):
     self.assertIn("delete that folder", errors[0])
     self.assertNotIn("Traceback", result.stderr)
 
+  def test_a_restored_state_has_the_fresh_states_types(self):
+    # The compiled step is keyed by its arguments' types: a resumed run must not compile another.
+    config = _tiny_config(self.cache)
+    workdir = tempfile.mkdtemp()
+    task = tasks.get_task(config)
+    iterator = iter(train.make_train_loader(config, task, prepare.load_dataset(config.data, workdir, progress=False)))
+    tx, _ = train.make_optimizer(config.opt, config.train.steps)
+    state = train.init_train_state(task.make_model(), task.example_batch(config.data.batch_size), jax.random.key(0), tx)
+    manager = checkpoint.make_manager(workdir)
+    checkpoint.save(manager, 1, state, iterator)
+    manager.wait_until_finished()
+    restored, step = checkpoint.restore_latest(manager, state, iterator)
+    self.assertEqual(step, 1)
+    types = lambda tree: [(x.dtype, x.shape, x.weak_type) for x in jax.tree.leaves(tree)]  # noqa: E731
+    self.assertEqual(types(restored), types(state))
+
   def test_localize_mode_needs_a_checkpoint(self):
     with self.assertRaisesRegex(ValueError, "no checkpoint in"):
       run_localization.localize_workdir(_tiny_config(self.cache), tempfile.mkdtemp())
