@@ -20,6 +20,10 @@ def small_config():
   config.data.synthetic.seed = 3  # not the demo set, nor seeds 1-2 the curve rule was chosen on
   config.data.synthetic.num_volumes = 6
   config.data.slice_size = 48  # about half the demo's pixels: CI time
+  # Half the demo's width, twice as fast: on seeds 21 and 22 (chosen there, not on seed 3) it
+  # learned the pretext as well as width 16 (validation accuracy 0.378 / 0.444 against 0.382 /
+  # 0.462 at step 1000) and boxed within 2.98% / 0.62% of the side (threshold: 20.0% / 17.1%).
+  config.model.width = 8
   # 1000 steps: at 500 the validation accuracy sits at the trust gate (2x chance, 0.286), above it
   # on one processor and below on another (0.2535 on an AMD EPYC: every box null, the test fails);
   # at 1000 it is 0.378 there.
