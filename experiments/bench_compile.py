@@ -5,8 +5,8 @@ r"""What a cold start compiles, with the persistent cache off: ssl_ct's choices 
 For each demo config (rotation, sorting), in one process, median seconds over the rounds:
 - the initial train state: compiled as XLA optimizes by default (the baseline) against
   unoptimized (train.RUN_ONCE, what train_loop does; a program run once per training);
-- the largest random draw of the train step (its dropout mask), at its shape: flax's N-D draw
-  (the baseline) against resnet.Dropout's flat one (the same bits);
+- the train step's largest dropout mask, at its shape: flax's N-D draw (the baseline) against
+  resnet.Dropout's flat one (the same bits);
 - the train step itself, and whether runs of 2 and 2000 steps at two learning rates lower to
   one program (the schedule is an argument of the step).
 Compile times only; nothing here is run.
