@@ -37,13 +37,6 @@ def compile_seconds(fn, *args, **options):
   return time.perf_counter() - start
 
 
-def equations(jaxpr):
-  """Every equation of a jaxpr and of the jaxprs nested in it."""
-  yield from jaxpr.eqns
-  for sub in jax.extend.core.subjaxprs(jaxpr):
-    yield from equations(sub)
-
-
 def nested(jaxpr):
   """A jaxpr and every jaxpr nested in it."""
   yield jaxpr

@@ -349,8 +349,8 @@ def _grow_in_band(
   for round_ in range(iterations + 1):
     runs = _background_runs(length, start[axis], stop[axis], guard_slices)
     if sum(b - a for a, b in runs) < needed:
-      note = f"not refined further: fewer than {needed} empty slices along {'zyx'[axis]} outside the box"
       if before is None:
+        note = f"not refined further: fewer than {needed} empty slices along {'zyx'[axis]} outside the box"
         return "no background", note, None, unmeasured
       (start[axis], stop[axis]), counts = before
       note = f"the growth along {'zyx'[axis]} undone: it left fewer than {needed} empty slices"
