@@ -69,7 +69,10 @@ def save(manager, step, state, iterator):
 
 
 def restore_latest(manager, state, iterator):
-  """(state, step) from the latest complete checkpoint, or the inputs and step 0 when there is none."""
+  """(state, step) from the latest complete checkpoint, or the inputs and step 0 when there is none.
+
+  `state` is the restore target: a state, or its ShapeDtypeStructs (with their shardings).
+  """
   step = manager.latest_step()
   if step is None:
     return state, 0

@@ -99,6 +99,13 @@ def init_train_state(model: nn.Module, example_batch, rng, tx, momentum=0.0, sha
   return jax.jit(create, compiler_options=RUN_ONCE, **placement)(rng)
 
 
+def abstract_train_state(model: nn.Module, example_batch, tx, momentum=0.0, sharding=None):
+  """init_train_state's output as ShapeDtypeStructs (placed by `sharding`), computing nothing: a restore target."""
+  create = functools.partial(create_train_state, model, example_batch, tx=tx, momentum=momentum)
+  abstract = jax.eval_shape(create, jax.random.key(0))
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)
+
+
 def train_step(state, batch, rng, schedule, *, loss_fn):
   """One SGD step at learning_rate(state.step, schedule); returns the new state and this step's metrics.
 
@@ -208,10 +215,14 @@ def train_loop(
   tx, schedule = make_optimizer(config.opt, config.train.steps)
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   replicated = NamedSharding(mesh, P())
-  state = init_train_state(model, example_batch, init_rng, tx, config.opt.ema_momentum, replicated)
   iterator = iter(loader)
   manager = checkpoint.make_manager(workdir)
-  state, start = checkpoint.restore_latest(manager, state, iterator)
+  # A resumed run restores into the state's shapes alone: the initial state is computed (and
+  # compiled) only for a fresh run.
+  abstract = abstract_train_state(model, example_batch, tx, config.opt.ema_momentum, replicated)
+  state, start = checkpoint.restore_latest(manager, abstract, iterator)
+  if start == 0:
+    state = init_train_state(model, example_batch, init_rng, tx, config.opt.ema_momentum, replicated)
   if start == 0 and init_params is not None:
     state = state.replace(params=jax.device_put(init_params(host_params(state.params)), replicated))
   step_fn = jit_train_step(mesh, loss_fn)

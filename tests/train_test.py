@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +20,8 @@ import ml_collections
 import numpy as np
 import optax
 from absl.testing import absltest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from ssl_ct import checkpoint, losses, report, results, run_localization, tasks, train
 from ssl_ct.configs import rotation_xenopus
@@ -131,6 +134,11 @@ class TrainTest(absltest.TestCase):
     b = _worker(resumed, self.cache, 3)
     self.assertEqual((a["step"], b["step"]), (3, 3))
     np.testing.assert_allclose(a["sample"], b["sample"], rtol=1e-6, atol=1e-7)
+    # A resumed run restores into the state's shapes: it never computes an initial state.
+    with mock.patch.object(train, "init_train_state", side_effect=AssertionError("a resumed run built an initial state")):
+      again = train.train_and_evaluate(config, straight)
+    self.assertEqual(int(again.step), 3)
+    jax.tree.map(np.testing.assert_array_equal, again.params, state.params)
 
   def test_validation_history_by_hand(self):
     records = [{"step": 1, "loss": 3.0}, {"step": 2, "val_m": 0.5}, {"step": 4, "val_m": 0.3}, {"step": 6, "val_m": 0.4}]
@@ -223,8 +231,13 @@ class TrainTest(absltest.TestCase):
     manager = checkpoint.make_manager(workdir)
     checkpoint.save(manager, 1, state, iterator)
     manager.wait_until_finished()
-    restored, step = checkpoint.restore_latest(manager, state, iterator)
+    mesh = train.make_mesh()  # the training loop's restore target: shapes and shardings only
+    abstract = train.abstract_train_state(
+      task.make_model(), task.example_batch(config.data.batch_size), tx, sharding=NamedSharding(mesh, P())
+    )
+    restored, step = checkpoint.restore_latest(manager, abstract, iterator)
     self.assertEqual(step, 1)
+    jax.tree.map(np.testing.assert_array_equal, restored.params, state.params)
     types = lambda tree: [(x.dtype, x.shape, x.weak_type) for x in jax.tree.leaves(tree)]  # noqa: E731
     self.assertEqual(types(restored), types(state))
 
