@@ -3,7 +3,6 @@
 import math
 import numbers
 
-from ssl_ct.data import phantoms, synthetic
 from ssl_ct.errors import InputError
 
 
@@ -21,12 +20,10 @@ def _is_num(v, low=None, high=None):
 _RULES = (
   ("seed", _is_int, "an integer"),
   ("data.path", lambda v: isinstance(v, (str, list, tuple, dict)), "a path, glob, spec or list of them ('' = synthetic)"),
-  ("data.synthetic.kind", lambda v: v in phantoms.GENERATORS, f"one of {sorted(phantoms.GENERATORS)}"),
   ("data.synthetic.seed", _is_int, "an integer"),
   ("data.synthetic.num_volumes", lambda v: _is_int(v, 1), "an integer >= 1"),
   ("data.synthetic.shape", lambda v: len(v) == 3 and all(_is_int(n, 16) for n in v) and v[1] == v[2], "(z, n, n), sizes >= 16"),
   ("data.synthetic.z_jitter", lambda v: _is_num(v, 0, 0.5), "a fraction in [0, 0.5]"),
-  ("data.synthetic.dtype", lambda v: v in synthetic.DTYPES, f"one of {synthetic.DTYPES}"),
   ("init", lambda v: isinstance(v, str), "a pre-training workdir, or '' for a random encoder"),
   ("data.fill_missing", lambda v: isinstance(v, bool), "True or False"),
   ("data.segment_axis", lambda v: v in (0, 1, 2), "0, 1 or 2"),
@@ -180,9 +177,19 @@ def validate_components(config):
       raise InputError(f"config value {key}={value!r} is invalid (expected one of {', '.join(registry)}); set --config.{key}=...")
 
 
+def _synthetic_rules():
+  """Rules against the synthetic generators' registries (imported here: scipy, tensorstore)."""
+  from ssl_ct.data import phantoms, synthetic
+
+  return (
+    ("data.synthetic.kind", lambda v: v in phantoms.GENERATORS, f"one of {sorted(phantoms.GENERATORS)}"),
+    ("data.synthetic.dtype", lambda v: v in synthetic.DTYPES, f"one of {synthetic.DTYPES}"),
+  )
+
+
 def validate(config):
   """Raises InputError on the first invalid value (component names: validate_components)."""
-  for key, predicate, expected in _RULES:
+  for key, predicate, expected in _RULES + _synthetic_rules():
     present, value = _lookup(config, key)
     if not present:
       continue

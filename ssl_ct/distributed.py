@@ -10,7 +10,6 @@ Otherwise the run is single-process. On CPU hosts the collectives run over gloo.
 
 import os
 
-import jax
 from absl import logging
 
 _initialized = False
@@ -52,6 +51,8 @@ def process_id_from_env(environ=os.environ):
 
 
 def initialize_from_env():
+  import jax  # here, not at the top: process_id_from_env runs before the command line's checks load JAX
+
   global _initialized
   cluster = cluster_of(os.environ)
   if cluster is None or _initialized:

@@ -13,8 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ssl_ct import config_checks, log_setup, outputs
-from ssl_ct.data import formats, sources
+from ssl_ct import config_checks, distributed, log_setup, outputs
 from ssl_ct.errors import InputError, exit_on_input_error, print_help, required_flag, run_cli, wants_help
 
 MODES = ("all", "train", "localize", "crop", "prepare", "export")
@@ -48,13 +47,18 @@ def _read_workdir_config(path):
   return saved
 
 
-def write_config(config, workdir, overwrite):
-  """Writes config.json atomically; refuses to replace a different one unless asked."""
+def check_config_unchanged(config, workdir, overwrite):
+  """InputError when the workdir's config.json is not this config and may not be replaced."""
   path = os.path.join(workdir, "config.json")
   text = config.to_json_best_effort(indent=1, sort_keys=True)
   if os.path.exists(path) and _read_workdir_config(path) != json.loads(text) and not overwrite:
     raise InputError(f"{path} holds a different config; use a new --workdir or pass --overwrite")
-  outputs.write_text(path, text)
+  return path, text
+
+
+def write_config(config, workdir, overwrite):
+  """Writes config.json atomically; refuses to replace a different one unless asked."""
+  outputs.write_text(*check_config_unchanged(config, workdir, overwrite))
 
 
 def _get(tree, dotted):
@@ -97,15 +101,38 @@ def _workdir_outputs(config, workdir):
   return [os.path.join(workdir, f) for f in folders] + cropped
 
 
+def check_workdir(config, workdir, mode, overwrite):
+  """The checks a run's workdir and trained model must pass, reading only: they run before JAX loads."""
+  outputs.check_lockable(workdir, "workdir")
+  model_dir = config.localize.get("model", "") if "localize" in config else ""
+  if model_dir and mode not in ("localize", "crop"):
+    raise InputError(
+      f"--config.localize.model={model_dir} localizes with a model trained elsewhere: use it with --mode=localize "
+      "(or --mode=crop), or leave it empty to train here"
+    )
+  if model_dir and not os.path.exists(os.path.join(model_dir, "config.json")):
+    raise InputError(
+      f"--config.localize.model={model_dir}: no config.json there, so it is neither a trained workdir nor an "
+      "exported localizer (--mode=export writes one); pass one of those"
+    )
+  if mode in ("crop", "localize", "export"):
+    check_trained_config(config, model_dir or workdir)
+  else:
+    check_config_unchanged(config, workdir, overwrite)
+
+
 def run(config, workdir, mode, overwrite=False):
   config_checks.validate(config)
+  from ssl_ct.data import formats, sources  # tensorstore and h5py: once the command line has parsed
+
   formats.set_remote_options(timeout_s=config.data.remote_timeout_s, retries=config.data.remote_retries)
   given = sources.input_paths(config.data.path) if config.data.path else []
   outputs.check_apart(_workdir_outputs(config, workdir), given, fix="choose a --workdir (and crop.out_dir) outside the data")
+  check_workdir(config, workdir, mode, overwrite)
   # jax, flax, orbax and grain load only once the command line and the workdir are known to be good.
   import jax
 
-  from ssl_ct import compilation_cache, crop, distributed, results, run_localization, tasks, train
+  from ssl_ct import compilation_cache, crop, results, run_localization, tasks, train
   from ssl_ct.data import prepare
 
   config_checks.validate_components(config)
@@ -113,21 +140,8 @@ def run(config, workdir, mode, overwrite=False):
   is_first = distributed.process_id_from_env() == 0  # one lock per job: every process shares the workdir
   lock = outputs.lock_folder(workdir, "workdir") if is_first else None
   try:
-    model_dir = config.localize.get("model", "") if "localize" in config else ""
-    if model_dir and mode not in ("localize", "crop"):
-      raise InputError(
-        f"--config.localize.model={model_dir} localizes with a model trained elsewhere: use it with --mode=localize "
-        "(or --mode=crop), or leave it empty to train here"
-      )
-    if model_dir and not os.path.exists(os.path.join(model_dir, "config.json")):
-      raise InputError(
-        f"--config.localize.model={model_dir}: no config.json there, so it is neither a trained workdir nor an "
-        "exported localizer (--mode=export writes one); pass one of those"
-      )
-    if mode in ("crop", "localize", "export"):
-      check_trained_config(config, model_dir or workdir)
-    else:
-      write_config(config, workdir, overwrite)
+    if mode not in ("crop", "localize", "export"):
+      write_config(config, workdir, overwrite)  # checks again, now that this run holds the workdir
     if mode == "export":
       from ssl_ct import api
 

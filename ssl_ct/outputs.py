@@ -212,11 +212,16 @@ def write_json(path, obj):
   write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
-def lock_folder(folder, what):
-  """Exclusive lock on `folder` for this process's lifetime; InputError naming the holder's pid."""
+def check_lockable(folder, what):
+  """InputError when lock_folder(folder) could not create its lock file; creates nothing."""
   if os.path.exists(folder) and not os.path.isdir(folder):
     raise InputError(f"{what} {folder} is a file, not a folder; pass a folder path")
   check_location(os.path.join(folder, LOCK_FILE))
+
+
+def lock_folder(folder, what):
+  """Exclusive lock on `folder` for this process's lifetime; InputError naming the holder's pid."""
+  check_lockable(folder, what)
   os.makedirs(folder, exist_ok=True)
   fd = os.open(os.path.join(folder, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
   if not _try_lock(fd):

@@ -122,6 +122,43 @@ class CommandLineTest(absltest.TestCase):
     self.assertIn("--[no]overwrite: ", result.stdout)
 
 
+# Runs ssl_ct.main on argv in a fresh interpreter and prints its exit status and which heavy
+# libraries it had loaded by then (a failed run leaves through os._exit, see errors.run_cli).
+_LOADED_AT_EXIT = """
+import os, runpy, sys
+exit_now = os._exit
+def report(code):
+  print(code, *sorted(m for m in ("jax", "flax", "tensorstore", "scipy", "h5py") if m in sys.modules), flush=True)
+  exit_now(code)
+os._exit = report
+sys.argv = ["ssl_ct.main", *sys.argv[1:]]
+runpy.run_module("ssl_ct.main", run_name="__main__")
+"""
+
+
+class FastFailureTest(absltest.TestCase):
+  def _loaded_at_exit(self, *argv):
+    result = subprocess.run([sys.executable, "-c", _LOADED_AT_EXIT, *argv], capture_output=True, text=True, cwd=REPO)
+    self.assertIn("error:", result.stderr)
+    code, *loaded = result.stdout.split()
+    self.assertEqual(code, "2", result.stderr)
+    return set(loaded)
+
+  def test_a_bad_command_line_fails_before_the_numerical_libraries_load(self):
+    self.assertEqual(self._loaded_at_exit(hostile_corpus.TINY, "--config.opt.lrr=1", "--workdir=w"), set())
+    self.assertEqual(self._loaded_at_exit(hostile_corpus.TINY, "--mode=everything", "--workdir=w"), set())
+
+  def test_a_bad_workdir_fails_before_jax_loads(self):
+    tmp = tempfile.mkdtemp()
+    untrained = self._loaded_at_exit(hostile_corpus.TINY, f"--workdir={tmp}", "--mode=localize")
+    with open(os.path.join(tmp, "config.json"), "w") as f:
+      f.write("{")
+    corrupt = self._loaded_at_exit(hostile_corpus.TINY, f"--workdir={tmp}")
+    for loaded in (untrained, corrupt):
+      self.assertNotIn("jax", loaded)
+      self.assertNotIn("flax", loaded)
+
+
 class BadInputTest(parameterized.TestCase):
   def setUp(self):
     super().setUp()
