@@ -74,10 +74,9 @@ def get_config(arg=None):
   config.train.patience = 0  # > 0: stop after this many evaluations without a better val_rot_acc
 
   config.localize = ml_collections.ConfigDict()
-  # Unrotated twins at +- these many slices (the paper: the adjacent slice). (1,) rather than (1, 2)
-  # since 2026-12-07: chosen on xenopus seeds 4 and 5 (112^3 and 64^3) and packed_head seed 7 by the
-  # least mean box error keeping 99.5% of every sample (README, *Near twins*); half the pairs to score.
-  config.localize.twin_offsets = (1,)
+  # Unrotated twins at +- these many slices (the paper: the adjacent slice). (1,) alone was tried on
+  # 2026-12-07 and not kept: no better on held-out sets, 0.1x more volume on packed heads (README, *Near twins*).
+  config.localize.twin_offsets = (1, 2)
   config.localize.batch_size = 64  # pairs per scoring call
   config.localize.smooth = 0.03  # rank-filter window, fraction of the axis
   config.localize.smooth_percentile = 50.0  # the filter's rank: 50 = median; lower keeps only steadily high slices high
