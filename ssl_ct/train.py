@@ -33,19 +33,30 @@ def make_mesh():
   return jax.make_mesh((jax.device_count(),), (BATCH_AXIS,), axis_types=(AxisType.Auto,))
 
 
-# name -> fn(opt_config) -> optax transformation at a unit learning rate: train_step scales its
-# updates by learning_rate(), so the compiled step is the same for every rate and run length.
+# name -> fn(weight decay) -> optax transformation at a unit learning rate: train_step scales its
+# updates by learning_rate(), and the weight decay (like the clipping norm) is a value of the
+# schedule, so the compiled step is the same for every rate, run length, decay and norm.
 OPTIMIZERS = {
-  "adamw": lambda c: optax.adamw(1.0, weight_decay=c.weight_decay),
-  "adam": lambda c: optax.adam(1.0),
-  "sgd": lambda c: optax.chain(optax.add_decayed_weights(c.weight_decay), optax.sgd(1.0, momentum=0.9, nesterov=True)),
+  "adamw": lambda decay: optax.adamw(1.0, weight_decay=decay),
+  "adam": lambda decay: optax.adam(1.0),
+  "sgd": lambda decay: optax.chain(optax.add_decayed_weights(decay), optax.sgd(1.0, momentum=0.9, nesterov=True)),
 }
 
 
-def make_optimizer(opt_config, total_steps):
-  """(optax chain at a unit rate with optional global-norm clipping, the rate schedule's values).
+def _transformation(name, clip, schedule):
+  """The optimizer `name` at a unit rate, clipped to the global norm schedule["grad_clip"] when `clip`,
+  decaying weights by schedule["weight_decay"]; the two may be traced (the step's inputs)."""
+  clipping = [optax.clip_by_global_norm(schedule["grad_clip"])] if clip else []
+  return optax.chain(*clipping, OPTIMIZERS[name](schedule["weight_decay"]))
 
-  The schedule is warmup + cosine decay as data (see learning_rate), an argument of the step.
+
+def make_optimizer(opt_config, total_steps):
+  """(optax transformation at a unit rate with optional global-norm clipping, the schedule's values).
+
+  The schedule is warmup + cosine decay as data (see learning_rate), with the weight decay and
+  the clipping norm, an argument of the step: the transformation reads the latter two from its
+  `schedule` extra argument (train_step passes it). Whether it clips (`opt.grad_clip` > 0) is
+  part of its structure, as the optimizer is.
   """
   if opt_config.name not in OPTIMIZERS:
     raise ValueError(f"unknown optimizer {opt_config.name!r}; valid names: {', '.join(OPTIMIZERS)}")
@@ -53,9 +64,15 @@ def make_optimizer(opt_config, total_steps):
     "peak_lr": jnp.float32(opt_config.lr),
     "warmup_steps": jnp.int32(min(opt_config.warmup_steps, max(total_steps - 1, 0))),
     "total_steps": jnp.int32(max(total_steps, 1)),
+    "weight_decay": jnp.float32(opt_config.weight_decay),
+    "grad_clip": jnp.float32(opt_config.grad_clip),
   }
-  clip = [optax.clip_by_global_norm(opt_config.grad_clip)] if opt_config.grad_clip > 0 else []
-  return optax.chain(*clip, OPTIMIZERS[opt_config.name](opt_config)), schedule
+  build = functools.partial(_transformation, opt_config.name, opt_config.grad_clip > 0)
+
+  def update(updates, state, params=None, *, schedule):
+    return build(schedule).update(updates, state, params)
+
+  return optax.GradientTransformationExtraArgs(build(schedule).init, update), schedule
 
 
 def learning_rate(step, schedule):
@@ -124,7 +141,8 @@ def train_step(state, batch, rng, schedule, *, loss_fn):
   (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
   lr = learning_rate(state.step, schedule)
   metrics = {**metrics, "loss": loss, "l2_grads": optax.tree.norm(grads), "lr": lr}
-  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  tx = optax.with_extra_args_support(state.tx)  # a plain optax transformation ignores the schedule
+  updates, opt_state = tx.update(grads, state.opt_state, state.params, schedule=schedule)
   params = optax.apply_updates(state.params, jax.tree.map(lambda u: lr.astype(u.dtype) * u, updates))
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   if state.momentum_params is not None:
