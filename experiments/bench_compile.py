@@ -76,7 +76,7 @@ def bench(name, config, rounds):
   for lr, steps in ((config.opt.lr, 2), (config.opt.lr, 2000), (config.opt.lr * 10, 2000)):
     config.opt.lr = lr
     tx_, schedule_ = train.make_optimizer(config.opt, steps)
-    state_ = jax.eval_shape(functools.partial(train.create_train_state, task.make_model(), batch, tx=tx_), key)
+    state_ = train.abstract_train_state(task.make_model(), batch, tx_)
     programs.add(jax.jit(step).lower(state_, batch, key, schedule_).as_text())
   print(
     f"{name}: initial state {t['init once']:.1f} s unoptimized against {t['init optimized']:.1f} s optimized "

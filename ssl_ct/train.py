@@ -117,7 +117,8 @@ def init_train_state(model: nn.Module, example_batch, rng, tx, momentum=0.0, sha
 
 
 def abstract_train_state(model: nn.Module, example_batch, tx, momentum=0.0, sharding=None):
-  """init_train_state's output as ShapeDtypeStructs (placed by `sharding`), computing nothing: a restore target."""
+  """init_train_state's output as ShapeDtypeStructs (placed by `sharding`), computing nothing: a
+  restore target, or the state to lower a step at."""
   create = functools.partial(create_train_state, model, example_batch, tx=tx, momentum=momentum)
   abstract = jax.eval_shape(create, jax.random.key(0))
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract)

@@ -71,7 +71,7 @@ class ScheduleTest(absltest.TestCase):
     for lr, steps, decay, clip in ((1e-3, 2, 1e-4, 1.0), (1e-3, 500, 1e-4, 1.0), (0.1, 500, 0.0, 1.0), (0.1, 500, 0.05, 3.0)):
       config.opt.update(lr=lr, weight_decay=decay, grad_clip=clip)
       tx, schedule = train.make_optimizer(config.opt, steps)
-      state = jax.eval_shape(functools.partial(train.create_train_state, task.make_model(), batch, tx=tx), jax.random.key(0))
+      state = train.abstract_train_state(task.make_model(), batch, tx)
       programs.add(step.lower(state, batch, jax.random.key(1), schedule).as_text())
     self.assertLen(programs, 1)
 
@@ -245,14 +245,13 @@ class TrainTest(absltest.TestCase):
     task = tasks.get_task(config)
     iterator = iter(train.make_train_loader(config, task, prepare.load_dataset(config.data, workdir, progress=False)))
     tx, _ = train.make_optimizer(config.opt, config.train.steps)
-    state = train.init_train_state(task.make_model(), task.example_batch(config.data.batch_size), jax.random.key(0), tx)
+    model, example = task.make_model(), task.example_batch(config.data.batch_size)
+    state = train.init_train_state(model, example, jax.random.key(0), tx)
     manager = checkpoint.make_manager(workdir)
     checkpoint.save(manager, 1, state, iterator)
     manager.wait_until_finished()
-    mesh = train.make_mesh()  # the training loop's restore target: shapes and shardings only
-    abstract = train.abstract_train_state(
-      task.make_model(), task.example_batch(config.data.batch_size), tx, sharding=NamedSharding(mesh, P())
-    )
+    # The training loop's restore target: shapes and shardings only.
+    abstract = train.abstract_train_state(model, example, tx, sharding=NamedSharding(train.make_mesh(), P()))
     restored, step = checkpoint.restore_latest(manager, abstract, iterator)
     self.assertEqual(step, 1)
     jax.tree.map(np.testing.assert_array_equal, restored.params, state.params)
