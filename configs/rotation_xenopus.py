@@ -164,6 +164,13 @@ def get_config(arg=None):
   # margin on all of them (ssl_ct/refine.py). 0: off, the selection's pick with the cut above
   # (0.1 tied with it: no box on the selection sets was that faint once the cut was over tiles).
   config.localize.refine_faint_fraction = 0.0
+  # The growth and fit count only the foreground's connected components holding at least this
+  # fraction of the largest one's voxels (ssl_ct/refine.py _kept_components): a particle or bubble
+  # apart from the sample neither pulls a face out nor holds a loose one (0: every component).
+  # Chosen on 2026-12-07 on xenopus 112^3 seeds 4, 5, 64^3 seeds 4, 5 and packed_head seed 7 among
+  # 0, 0.01, 0.03, 0.1, 0.3 (experiments/select_axis_margin.py --min-components; README, *Debris
+  # apart from the sample*): 0.03, 0.1 and 0.3 tied on the least volume, the smallest taken.
+  config.localize.refine_min_component = 0.03
   # Boxes are used only from a model whose validation rotation accuracy is at least this many
   # times chance; below it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.min_accuracy_over_chance = 2.0

@@ -143,6 +143,11 @@ _RULES = (
     lambda v: _is_num(v, 0, 1),
     "a fraction of the box's voxels in [0, 1] (0: every box's faces may be measured)",
   ),
+  (
+    "localize.refine_min_component",
+    lambda v: _is_num(v, 0, 1),
+    "a fraction of the largest foreground component in [0, 1] (0: every component counts)",
+  ),
   ("localize.refine_measure", lambda v: v in ("all", "plane"), "'all' or 'plane' (the faces that may count as measured)"),
   ("localize.refine_cut_slices", lambda v: _is_int(v, 2), "an integer >= 2 (slices)"),
   ("localize.refine_cut_rank", lambda v: _is_num(v, 0, 100), "a percentile in [0, 100] (50: the median over runs)"),

@@ -10,7 +10,10 @@ along each), a voxel is foreground when its |z| exceeds what only `false_positiv
 background slices do. Each face of the box then moves outward over every index whose foreground count is at least `min_fraction` of the
 region's cross-section (gaps of up to `max_gap` indices bridged), never past the band and never
 inward: the refinement only adds voxels (with `plane="fit"` the faces across `axis` move in too, to
-where the foreground ends). Along `axis` first, the background re-estimated
+where the foreground ends). With `min_component`, only the foreground's connected components
+holding that fraction of the largest one's voxels count: a particle or a bubble apart from the
+sample neither pulls a face out to it nor holds a loose face on it (one touching the sample is
+part of its component and still counts). Along `axis` first, the background re-estimated
 without the new sample slices each time, until it settles (at most `iterations` moves), then in
 the plane; a move along `axis` that would leave too few empty slices is undone (a packing that
 changes along the axis, not the sample) and the faces along it are not called measured. A box most of whose slices hold nothing the empty ones do not (an empty tube that a
@@ -18,7 +21,9 @@ network boxed anyway) is no sample.
 
 It needs empty slices along `axis` (a sorting volume's tube ends); without enough of them the
 box is returned unchanged and the note says why. Pure numpy; the volume is read in blocks of
-slices, so memory holds the band region's cross-section times at most `_STAT_SLICES` slices.
+slices, so memory holds the band region's cross-section times at most `_STAT_SLICES` slices
+(with `min_component`, also its foreground as bits up to `_CACHED_BYTES` and the labels of at
+most `_COMPONENT_CELLS` cells).
 """
 
 import numpy as np
@@ -34,6 +39,8 @@ _SIGMA = 1.0  # voxels, Gaussian smoothing of the z-scores
 _HALO = 3  # slices read past a block's ends so the smoothing sees its neighbours
 _CUT_CHUNKS = 8  # runs of background slices the foreground cut is measured on, at most (_cuts)
 _STAT_SLICES = 128  # background slices the per-pixel statistics are taken over, at most
+_COMPONENT_CELLS = 2**21  # cells the connected components are labelled on, at most (_kept_components)
+_CACHED_BYTES = 2**27  # foreground bits kept between _kept_components' pass and the counting, at most
 
 
 def _read(volume, axis, first, stop, lo, hi):
@@ -118,24 +125,77 @@ def _tiles(shape, tiles):
   return [np.s_[:, rows, cols] for rows in sides[0] for cols in sides[1]]
 
 
-def _profiles(volume, axis, lo, hi, centre, spread, cuts, block_dims=(0, 1, 2)):
+def _profiles(volume, axis, lo, hi, centre, spread, cuts, block_dims=(0, 1, 2), min_component=0.0):
   """Foreground voxel counts per index of each block dimension (sort axis, rows, cols), region coordinates;
-  zeros for the dimensions not in `block_dims`."""
+  zeros for the dimensions not in `block_dims`. `min_component` > 0: only the foreground of the
+  region's connected components holding at least that fraction of the largest one's voxels
+  counts (`_kept_components`): a speck of debris or a bubble beside the sample does not."""
   first, stop = lo[axis], hi[axis]
   sides = [stop - first, *(hi[d] - lo[d] for d in _plane_dims(axis))]
   counts = [np.zeros(n, np.int64) for n in sides]
-  for a in range(first, stop, _BLOCK):
-    b = min(stop, a + _BLOCK)
-    pad_a, pad_b = max(0, a - _HALO), min(volume.shape[axis], b + _HALO)
-    block = _read(volume, axis, pad_a, pad_b, lo, hi)
-    for d in block_dims:
-      foreground = np.abs(_smoothed_z(block, centre, spread, d)[a - pad_a : b - pad_a]) > cuts[d]
+  kept, blocks = {}, None
+  if min_component > 0:
+    kept, blocks = _kept_components(volume, axis, lo, hi, centre, spread, cuts, block_dims, min_component)
+  for a, b, by_dim in blocks or _foreground_blocks(volume, axis, lo, hi, centre, spread, cuts, block_dims):
+    for d, foreground in by_dim.items():
+      if d in kept:
+        foreground &= kept[d](a - first, b - first)
       summed = foreground.sum(axis=tuple(e for e in range(3) if e != d))
       if d == 0:
         counts[0][a - first : b - first] = summed
       else:
         counts[d] += summed
   return counts
+
+
+def _foreground_blocks(volume, axis, lo, hi, centre, spread, cuts, block_dims):
+  """Yields (a, b, {block dimension: foreground mask}) for the region's slices [a, b) along `axis`,
+  _BLOCK at a time; each block is read with _HALO slices past its ends so the smoothing sees its
+  neighbours."""
+  for a in range(lo[axis], hi[axis], _BLOCK):
+    b = min(hi[axis], a + _BLOCK)
+    pad_a, pad_b = max(0, a - _HALO), min(volume.shape[axis], b + _HALO)
+    block = _read(volume, axis, pad_a, pad_b, lo, hi)
+    yield a, b, {d: np.abs(_smoothed_z(block, centre, spread, d)[a - pad_a : b - pad_a]) > cuts[d] for d in block_dims}
+
+
+def _kept_components(volume, axis, lo, hi, centre, spread, cuts, block_dims, min_component):
+  """({block dimension: (i, j) -> the region's slices [i, j) (region coordinates, block order), True
+  where a voxel of that dimension's foreground belongs to one of its connected components
+  (26-connected) holding at least `min_component` of the largest one's voxels}, the foreground
+  blocks as `_foreground_blocks` yields them: kept as bits from this pass when they take at most
+  _CACHED_BYTES, else None, and the caller computes them again).
+
+  Each dimension's own foreground: it is not smoothed along that dimension (`_smoothed_z`), so a
+  particle a voxel or two past a face stays apart from the sample along the profile it would pull.
+  Labelled on the foreground pooled over cubes of `pool` voxels a side (1 unless the region has
+  more than _COMPONENT_CELLS voxels), so memory stays bounded whatever the region's size; pooling
+  only joins components (a gap narrower than a cube closes), so it keeps more, never less.
+  """
+  sides = [hi[axis] - lo[axis], *(hi[d] - lo[d] for d in _plane_dims(axis))]
+  pool = max(1, int(np.ceil((np.prod(sides, dtype=np.float64) / _COMPONENT_CELLS) ** (1 / 3))))
+  cells = [-(-n // pool) for n in sides]
+  voxels = {d: np.zeros(cells, np.int64) for d in block_dims}  # foreground voxels per cell
+  cache = [] if np.prod(sides, dtype=np.float64) * len(block_dims) / 8 <= _CACHED_BYTES else None
+  for a, b, by_dim in _foreground_blocks(volume, axis, lo, hi, centre, spread, cuts, block_dims):
+    if cache is not None:
+      cache.append((a, b, {d: np.packbits(foreground, axis=-1) for d, foreground in by_dim.items()}))
+    for d, foreground in by_dim.items():
+      padded = np.zeros((b - a, cells[1] * pool, cells[2] * pool), bool)
+      padded[:, : sides[1], : sides[2]] = foreground
+      per_slice = padded.reshape(b - a, cells[1], pool, cells[2], pool).sum(axis=(2, 4), dtype=np.int64)
+      np.add.at(voxels[d], np.arange(a - lo[axis], b - lo[axis]) // pool, per_slice)
+  rows, cols = np.arange(sides[1]) // pool, np.arange(sides[2]) // pool
+  kept = {}
+  for d, counts in voxels.items():
+    labels, count = scipy.ndimage.label(counts > 0, structure=np.ones((3, 3, 3), bool))
+    sizes = scipy.ndimage.sum(counts, labels, index=np.arange(1, count + 1)) if count else np.zeros(1)
+    cells_kept = np.isin(labels, 1 + np.flatnonzero(sizes >= min_component * sizes.max()))
+    kept[d] = lambda i, j, k=cells_kept: k[np.arange(i, j) // pool][:, rows][:, :, cols]
+  if cache is None:
+    return kept, None
+  unpack = lambda bits: np.unpackbits(bits, axis=-1, count=sides[2]).view(bool)  # noqa: E731
+  return kept, ((a, b, {d: unpack(bits) for d, bits in packed.items()}) for a, b, packed in cache)
 
 
 def _plane_dims(axis):
@@ -179,6 +239,7 @@ def refine_box_faces(
   tail_fraction=0.0,
   fit_fraction=0.0,
   faint_fraction=0.0,
+  min_component=0.0,
 ):
   """(box, note, measured, tails): `box` ({"start", "stop"}, half-open, on the volume's grid) grown to the
   faint sample, unchanged, or None; `measured` (`_measured_faces`, None without a box) says which
@@ -200,6 +261,9 @@ def refine_box_faces(
   medium: its rim scores as background): its faces only grow, none counts as measured (the crop
   keeps the uniform margin on all of them), and the note says so. A sample the z-scores see
   fills about half its box (an ellipsoid: 0.52).
+  `min_component` > 0: the growth and the fit in the band count only the foreground components
+  holding at least this fraction of the largest one's voxels (`_kept_components`; not the
+  coverage rule, whose background of the volume's end slices can split a sample into pieces).
 
   `band`: how far a face may move, fraction of the volume's side along that dimension;
   `guard`: slices next to the box left out of the background, fraction of the axis (at least 2);
@@ -224,7 +288,7 @@ def refine_box_faces(
   cut = (cut_slices, cut_rank, cut_tiles)
   local = dict(band=band, false_positive=false_positive, min_fraction=min_fraction, guard_slices=guard_slices, cut=cut)
   local.update(needed=needed, max_gap=max_gap, iterations=iterations, min_sample_slices=min_sample_slices, plane=plane)
-  local.update(fit_fraction=fit_fraction or min_fraction, faint_fraction=faint_fraction)
+  local.update(fit_fraction=fit_fraction or min_fraction, faint_fraction=faint_fraction, min_component=min_component)
   covers = []  # what _grow_to_foreground did
   rule = dict(false_positive=false_positive, min_fraction=min_fraction, min_coverage=min_coverage, max_gap=max_gap, cut=cut)
 
@@ -323,6 +387,7 @@ def _grow_in_band(
   plane,
   fit_fraction,
   faint_fraction,
+  min_component,
 ):
   """Grows (or fits, `plane`) [start, stop) in place within the band around it; (status, note,
   profile, unmeasured): status "grown" (moved or not), "no background" (too few empty slices: left
@@ -358,7 +423,9 @@ def _grow_in_band(
       break
     centre, spread = _background_stats(volume, axis, runs, lo, hi)
     cuts = _cuts(volume, axis, runs, lo, hi, centre, spread, false_positive, cut)
-    counts = dict(zip([axis, *_plane_dims(axis)], _profiles(volume, axis, lo, hi, centre, spread, cuts)))
+    counts = dict(
+      zip([axis, *_plane_dims(axis)], _profiles(volume, axis, lo, hi, centre, spread, cuts, min_component=min_component))
+    )
     note = ""
     if round_ == 0:
       inside = hits_of(counts[axis], axis)[start[axis] - lo[axis] : stop[axis] - lo[axis]]

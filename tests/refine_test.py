@@ -1,6 +1,8 @@
 """Box refinement by background subtraction (ssl_ct/refine.py) on planted volumes: a tube with
 a bright core and a faint extension, a bright wall that must not pull the box, no empty slices."""
 
+from unittest import mock
+
 import numpy as np
 from absl.testing import absltest
 
@@ -108,6 +110,27 @@ class RefineTest(absltest.TestCase):
     self.assertEqual(kept["start"][1], 6)  # its weak foreground holds the face
     self.assertEqual(kept["stop"], cut["stop"])  # where nothing faint lies, the same fit (x+ in to 38)
     self.assertEqual(kept["start"][2], cut["start"][2])  # and outward the same (x- out to 10)
+
+  def test_debris_apart_from_the_sample_does_not_hold_or_pull_a_face(self):
+    data = _tube(seed=2)
+    data[30:70, 10:38, 10:38] += 60.0  # the sample
+    data[50:54, 40:44, 20:24] += 150.0  # a bright particle 2 voxels past its y+ face
+    data[72:75, 20:24, 30:34] += 150.0  # and one 2 slices past its z+ end
+    coarse = {"start": [30, 10, 10], "stop": [70, 46, 38]}  # loose on y+, over the particle
+    fooled, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0, plane="fit")
+    self.assertEqual(fooled, {"start": [30, 10, 10], "stop": [75, 44, 38]})  # both particles taken for sample
+    box, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0, plane="fit", min_component=0.1)
+    self.assertEqual(box, {"start": [30, 10, 10], "stop": [70, 38, 38]})
+    with mock.patch.object(refine, "_CACHED_BYTES", 0):  # the foreground computed again rather than kept: the same
+      self.assertEqual(refine.refine_box(ArrayVolume(data), coarse, axis=0, plane="fit", min_component=0.1)[0], box)
+    # Labelled on pooled cells (a large region) the gaps close: the particles join the sample again.
+    with mock.patch.object(refine, "_COMPONENT_CELLS", 4096):
+      pooled, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0, plane="fit", min_component=0.1)
+    self.assertEqual(pooled, fooled)
+    # A part of the sample apart from the rest but past a tenth of its size stays.
+    data[30:70, 5:8, 10:38] += 60.0
+    apart, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0, plane="fit", min_component=0.1)
+    self.assertEqual(apart, {"start": [30, 5, 10], "stop": [70, 38, 38]})
 
   def test_a_faint_sample_keeps_its_faces_and_none_is_measured(self):
     data = _tube(seed=2)
