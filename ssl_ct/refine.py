@@ -136,7 +136,9 @@ def _profiles(volume, axis, lo, hi, centre, spread, cuts, block_dims=(0, 1, 2), 
   kept, blocks = {}, None
   if min_component > 0:
     kept, blocks = _kept_components(volume, axis, lo, hi, centre, spread, cuts, block_dims, min_component)
-  for a, b, by_dim in blocks or _foreground_blocks(volume, axis, lo, hi, centre, spread, cuts, block_dims):
+  if blocks is None:
+    blocks = _foreground_blocks(volume, axis, lo, hi, centre, spread, cuts, block_dims)
+  for a, b, by_dim in blocks:
     for d, foreground in by_dim.items():
       if d in kept:
         foreground &= kept[d](a - first, b - first)
