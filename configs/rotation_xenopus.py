@@ -171,6 +171,11 @@ def get_config(arg=None):
   # 0, 0.01, 0.03, 0.1, 0.3 (experiments/select_axis_margin.py --min-components; README, *Debris
   # apart from the sample*): 0.03, 0.1 and 0.3 tied on the least volume, the smallest taken.
   config.localize.refine_min_component = 0.03
+  # The faces along refine_axis fit too, in to where the foreground ends (they only grew before):
+  # a z face the certainty curve put past the embryo on the medium (xenopus 112^3 seed 5: 17
+  # slices) shrinks to it. Chosen on 2026-12-07 on the sets above with refine_min_component 0.03
+  # (experiments/select_axis_margin.py --fit-axis=False,True; README, *Debris apart from the sample*).
+  config.localize.refine_fit_axis = True
   # Boxes are used only from a model whose validation rotation accuracy is at least this many
   # times chance; below it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.min_accuracy_over_chance = 2.0

@@ -148,6 +148,7 @@ _RULES = (
     lambda v: _is_num(v, 0, 1),
     "a fraction of the largest foreground component in [0, 1] (0: every component counts)",
   ),
+  ("localize.refine_fit_axis", lambda v: isinstance(v, bool), "True or False (the faces along refine_axis fit too)"),
   ("localize.refine_measure", lambda v: v in ("all", "plane"), "'all' or 'plane' (the faces that may count as measured)"),
   ("localize.refine_cut_slices", lambda v: _is_int(v, 2), "an integer >= 2 (slices)"),
   ("localize.refine_cut_rank", lambda v: _is_num(v, 0, 100), "a percentile in [0, 100] (50: the median over runs)"),

@@ -242,6 +242,7 @@ def refine_box_faces(
   fit_fraction=0.0,
   faint_fraction=0.0,
   min_component=0.0,
+  fit_axis=False,
 ):
   """(box, note, measured, tails): `box` ({"start", "stop"}, half-open, on the volume's grid) grown to the
   faint sample, unchanged, or None; `measured` (`_measured_faces`, None without a box) says which
@@ -255,7 +256,7 @@ def refine_box_faces(
 
   `plane`: how the faces across `axis` move, "grow" (outward only) or "fit" (to the extent of the
   foreground runs in the band that overlap the box, inward too: a coarse box a superpixel wider
-  than the sample shrinks to it; `_fit`). Along `axis` the faces only grow. `fit_fraction` > 0:
+  than the sample shrinks to it; `_fit`). Along `axis` the faces only grow (unless `fit_axis`). `fit_fraction` > 0:
   a face fit moves in stops at the end of the runs holding at least this fraction (below
   `min_fraction`: a faint sample's weak foreground keeps its face; 0: `min_fraction`).
   `faint_fraction` > 0: a box whose slices hold fewer foreground voxels than this fraction of its
@@ -266,6 +267,10 @@ def refine_box_faces(
   `min_component` > 0: the growth and the fit in the band count only the foreground components
   holding at least this fraction of the largest one's voxels (`_kept_components`; not the
   coverage rule, whose background of the volume's end slices can split a sample into pieces).
+  `fit_axis`: the faces along `axis` are fit too (as `plane="fit"` fits the others, with
+  `fit_fraction`) once the growth along it has settled: a coarse box longer than the sample
+  along the axis (a certainty curve that read the medium past the sample) shrinks to it; not
+  when the growth along it was undone or the box is faint.
 
   `band`: how far a face may move, fraction of the volume's side along that dimension;
   `guard`: slices next to the box left out of the background, fraction of the axis (at least 2);
@@ -291,6 +296,7 @@ def refine_box_faces(
   local = dict(band=band, false_positive=false_positive, min_fraction=min_fraction, guard_slices=guard_slices, cut=cut)
   local.update(needed=needed, max_gap=max_gap, iterations=iterations, min_sample_slices=min_sample_slices, plane=plane)
   local.update(fit_fraction=fit_fraction or min_fraction, faint_fraction=faint_fraction, min_component=min_component)
+  local.update(fit_axis=fit_axis)
   covers = []  # what _grow_to_foreground did
   rule = dict(false_positive=false_positive, min_fraction=min_fraction, min_coverage=min_coverage, max_gap=max_gap, cut=cut)
 
@@ -390,6 +396,7 @@ def _grow_in_band(
   fit_fraction,
   faint_fraction,
   min_component,
+  fit_axis,
 ):
   """Grows (or fits, `plane`) [start, stop) in place within the band around it; (status, note,
   profile, unmeasured): status "grown" (moved or not), "no background" (too few empty slices: left
@@ -450,8 +457,10 @@ def _grow_in_band(
     break
   seen = counts[axis][start[axis] - lo[axis] : stop[axis] - lo[axis]].sum() / np.prod(np.subtract(stop, start))
   faint = seen < faint_fraction
-  for d in _plane_dims(axis):
-    if plane == "fit" and not faint:
+  # Along the axis the faces fit once it has settled (`fit_axis`), unless the growth along it was undone.
+  fit_dims = [axis] if fit_axis and not faint and axis not in unmeasured else []
+  for d in fit_dims + _plane_dims(axis):
+    if d == axis or plane == "fit" and not faint:
       fitted = _fit(hits_of(counts[d], d), start[d], stop[d], lo[d], max_gap)
       weak = (
         fitted

@@ -237,6 +237,7 @@ _REFINE_KEYS = {  # config.localize key -> refine.refine_box argument
   "refine_fit_fraction": "fit_fraction",
   "refine_faint_fraction": "faint_fraction",
   "refine_min_component": "min_component",
+  "refine_fit_axis": "fit_axis",
 }
 
 

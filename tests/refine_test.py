@@ -132,6 +132,16 @@ class RefineTest(absltest.TestCase):
     apart, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0, plane="fit", min_component=0.1)
     self.assertEqual(apart, {"start": [30, 5, 10], "stop": [70, 38, 38]})
 
+  def test_fit_axis_moves_the_faces_along_the_axis_in_to_the_sample(self):
+    data = _tube(seed=3)
+    data[40:70, 10:38, 10:38] += 60.0
+    coarse = {"start": [28, 10, 10], "stop": [76, 38, 38]}  # 12 and 6 empty slices inside along z
+    grown, _ = refine.refine_box(ArrayVolume(data), coarse, axis=0, plane="fit")
+    self.assertEqual(grown, coarse)  # along the axis the faces only grow
+    fitted, note = refine.refine_box(ArrayVolume(data), coarse, axis=0, plane="fit", fit_axis=True)
+    self.assertEqual(fitted, {"start": [40, 10, 10], "stop": [70, 38, 38]})
+    self.assertIn("moved in to the sample: z- by 12, z+ by 6 voxels", note)
+
   def test_a_faint_sample_keeps_its_faces_and_none_is_measured(self):
     data = _tube(seed=2)
     data[30:70, 10:38, 10:38] += 2.0  # a sample nearly as dense as its medium: its z-scores stay under the cut
