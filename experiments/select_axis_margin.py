@@ -108,20 +108,17 @@ def main():
   planes = tuple(args.planes.split(","))
   plane_margins = args.plane_margins or (None,)  # None: the run's own
   planes = [(p, f) for p in planes for f in (args.fit_fractions if p == "fit" else (0.0,))]  # (rule, fit fraction)
-  candidates = list(
-    itertools.product(
-      args.cut_slices,
-      args.cut_ranks,
-      args.cut_tiles,
-      planes,
-      args.tail_fractions,
-      args.faint_fractions,
-      args.min_components,
-      args.fit_axis,
-      plane_margins,
-      args.axis_margins,
-    )
+  settings = (  # the refinement's candidate settings, each a list
+    args.cut_slices,
+    args.cut_ranks,
+    args.cut_tiles,
+    planes,
+    args.tail_fractions,
+    args.faint_fractions,
+    args.min_components,
+    args.fit_axis,
   )
+  candidates = list(itertools.product(*settings, plane_margins, args.axis_margins))
   volume, worst_kept = dict.fromkeys(candidates, 0.0), {}  # worst_kept[workdir][candidate]
   rule_changes = {} if args.fill_level is None else {"fill_level": args.fill_level}
   for workdir in args.workdirs.split(","):
@@ -133,17 +130,7 @@ def main():
     print(f"{workdir}: the run's own faces ({config.localize.refine_measure}): box error {_error(found, truths):.2f}%,", end="")
     print(f" sample kept worst {own[0]:.4f}, volume kept {own[1]:.2f}x ideal")
     worst_kept[workdir] = {}
-    refinements = itertools.product(
-      args.cut_slices,
-      args.cut_ranks,
-      args.cut_tiles,
-      planes,
-      args.tail_fractions,
-      args.faint_fractions,
-      args.min_components,
-      args.fit_axis,
-    )
-    for cut_slices, cut_rank, tiles, plane, tail, faint, component, fit_axis in refinements:
+    for cut_slices, cut_rank, tiles, plane, tail, faint, component, fit_axis in itertools.product(*settings):
       changes = {
         "cut_slices": cut_slices,
         "cut_rank": cut_rank,
