@@ -77,27 +77,13 @@ def main():
   )
   parser.add_argument("--fill-level", type=float, help="localize.fill_level for every replay (default: each run's own)")
   parser.add_argument("--min-kept", type=float, default=0.995, help="every sample keeps at least this after the crop")
-  parser.add_argument(
-    "--fit-fractions",
-    type=select_margin._floats,
-    default=(0.0,),
-    help="localize.refine_fit_fraction candidates (0: min_fraction)",
-  )
-  parser.add_argument(
-    "--tail-fractions", type=select_margin._floats, default=(0.0,), help="localize.refine_tail_fraction candidates (0: none)"
-  )
-  parser.add_argument(
-    "--faint-fractions",
-    type=select_margin._floats,
-    default=(0.0,),
-    help="localize.refine_faint_fraction candidates (0: off)",
-  )
-  parser.add_argument(
-    "--min-components",
-    type=select_margin._floats,
-    default=(0.0,),
-    help="localize.refine_min_component candidates (0: every foreground component counts)",
-  )
+  for flag, key, zero in (  # fraction settings of the refinement, 0 as the default candidate
+    ("--fit-fractions", "refine_fit_fraction", "min_fraction"),
+    ("--tail-fractions", "refine_tail_fraction", "none"),
+    ("--faint-fractions", "refine_faint_fraction", "off"),
+    ("--min-components", "refine_min_component", "every foreground component counts"),
+  ):
+    parser.add_argument(flag, type=select_margin._floats, default=(0.0,), help=f"localize.{key} candidates (0: {zero})")
   parser.add_argument(
     "--fit-axis",
     type=lambda text: tuple(v == "True" for v in text.split(",")),

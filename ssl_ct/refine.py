@@ -130,9 +130,8 @@ def _profiles(volume, axis, lo, hi, centre, spread, cuts, block_dims=(0, 1, 2), 
   zeros for the dimensions not in `block_dims`. `min_component` > 0: only the foreground of the
   region's connected components holding at least that fraction of the largest one's voxels
   counts (`_kept_components`): a speck of debris or a bubble beside the sample does not."""
-  first, stop = lo[axis], hi[axis]
-  sides = [stop - first, *(hi[d] - lo[d] for d in _plane_dims(axis))]
-  counts = [np.zeros(n, np.int64) for n in sides]
+  first = lo[axis]
+  counts = [np.zeros(n, np.int64) for n in _block_sides(axis, lo, hi)]
   kept, blocks = {}, None
   if min_component > 0:
     kept, blocks = _kept_components(volume, axis, lo, hi, centre, spread, cuts, block_dims, min_component)
@@ -174,7 +173,7 @@ def _kept_components(volume, axis, lo, hi, centre, spread, cuts, block_dims, min
   more than _COMPONENT_CELLS voxels), so memory stays bounded whatever the region's size; pooling
   only joins components (a gap narrower than a cube closes), so it keeps more, never less.
   """
-  sides = [hi[axis] - lo[axis], *(hi[d] - lo[d] for d in _plane_dims(axis))]
+  sides = _block_sides(axis, lo, hi)
   pool = max(1, int(np.ceil((np.prod(sides, dtype=np.float64) / _COMPONENT_CELLS) ** (1 / 3))))
   cells = [-(-n // pool) for n in sides]
   voxels = {d: np.zeros(cells, np.int64) for d in block_dims}  # foreground voxels per cell
@@ -202,6 +201,11 @@ def _kept_components(volume, axis, lo, hi, centre, spread, cuts, block_dims, min
 
 def _plane_dims(axis):
   return [d for d in range(3) if d != axis]
+
+
+def _block_sides(axis, lo, hi):
+  """The sides of the region [lo, hi) in block order (`axis` first, then the plane)."""
+  return [hi[axis] - lo[axis], *(hi[d] - lo[d] for d in _plane_dims(axis))]
 
 
 def _grow(hits, start, stop, offset, low, high, max_gap):
