@@ -176,6 +176,13 @@ def get_config(arg=None):
   # slices) shrinks to it. Chosen on 2026-12-07 on the sets above with refine_min_component 0.03
   # (experiments/select_axis_margin.py --fit-axis=False,True; README, *Debris apart from the sample*).
   config.localize.refine_fit_axis = True
+  # A box that leaves too few empty slices along refine_axis (a certainty curve that read the
+  # packing or holder on every slice: packed heads' z boxes took the whole axis) is refined from
+  # the threshold box's extent along it instead, its growth taking back any sample slice that
+  # box missed; kept as it was when that growth goes back to the ends (ssl_ct/refine.py
+  # axis_seed). Chosen on 2026-12-07 on the sets above and packed_head seeds 4, 5
+  # (experiments/select_axis_margin.py --from-threshold=False,True; README, *Boxes along the whole axis*).
+  config.localize.refine_from_threshold = True
   # Boxes are used only from a model whose validation rotation accuracy is at least this many
   # times chance; below it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.min_accuracy_over_chance = 2.0

@@ -4,6 +4,7 @@ r"""Can the faces along the refinement's axis be measured too, and with what cro
   python experiments/select_axis_margin.py --workdirs=W7,W7P [--axis-margins=0.005,0.01,0.02,0.03,0.05]
       [--cut-slices=16,8] [--cut-ranks=50,25] [--planes=grow,fit] [--plane-margins=0.005,0.01]
       [--fill-level=0.75] [--min-kept=0.995] [--tail-fractions=0,0.0025] [--min-components=0,0.1] [--fit-axis=False,True]
+      [--from-threshold=False,True]
 
 The rotation config measures only the faces across the refinement's axis (z, the scan axis;
 `localize.refine_measure = "plane"`): its z faces keep the uniform 5%, because on the xenopus
@@ -23,7 +24,9 @@ is also at least the refinement's tail past it (the indices still holding that f
 cross-section as foreground: `refine._tails`, `crop.face_pads`). `--min-components`
 (`localize.refine_min_component`): the growth and fit count only the foreground components holding
 that fraction of the largest one's voxels (debris apart from the sample). `--fit-axis`
-(`localize.refine_fit_axis`): the faces along the axis fit too, inward as well. The first line per workdir is
+(`localize.refine_fit_axis`): the faces along the axis fit too, inward as well. `--from-threshold`
+(`localize.refine_from_threshold`): a box leaving too few empty slices along the axis is refined
+from the threshold box's extent along it. The first line per workdir is
 the run's own setting (plane faces only). The rule it
 prints: the candidate with the least mean volume kept over the workdirs among those keeping at
 least `--min-kept` of every sample (or, on a workdir where no candidate does, no less than the best
@@ -84,12 +87,13 @@ def main():
     ("--min-components", "refine_min_component", "every foreground component counts"),
   ):
     parser.add_argument(flag, type=select_margin._floats, default=(0.0,), help=f"localize.{key} candidates (0: {zero})")
-  parser.add_argument(
-    "--fit-axis",
-    type=lambda text: tuple(v == "True" for v in text.split(",")),
-    default=(False,),
-    help="localize.refine_fit_axis candidates: False, True or False,True",
-  )
+  for flag, key in (("--fit-axis", "refine_fit_axis"), ("--from-threshold", "refine_from_threshold")):
+    parser.add_argument(
+      flag,
+      type=lambda text: tuple(v == "True" for v in text.split(",")),
+      default=(False,),
+      help=f"localize.{key} candidates: False, True or False,True",
+    )
   args = parser.parse_args()
   planes = tuple(args.planes.split(","))
   plane_margins = args.plane_margins or (None,)  # None: the run's own
@@ -103,6 +107,7 @@ def main():
     args.faint_fractions,
     args.min_components,
     args.fit_axis,
+    args.from_threshold,
   )
   candidates = list(itertools.product(*settings, plane_margins, args.axis_margins))
   volume, worst_kept = dict.fromkeys(candidates, 0.0), {}  # worst_kept[workdir][candidate]
@@ -116,7 +121,7 @@ def main():
     print(f"{workdir}: the run's own faces ({config.localize.refine_measure}): box error {_error(found, truths):.2f}%,", end="")
     print(f" sample kept worst {own[0]:.4f}, volume kept {own[1]:.2f}x ideal")
     worst_kept[workdir] = {}
-    for cut_slices, cut_rank, tiles, plane, tail, faint, component, fit_axis in itertools.product(*settings):
+    for cut_slices, cut_rank, tiles, plane, tail, faint, component, fit_axis, seeded in itertools.product(*settings):
       changes = {
         "cut_slices": cut_slices,
         "cut_rank": cut_rank,
@@ -127,15 +132,15 @@ def main():
         "faint_fraction": faint,
         "min_component": component,
         "fit_axis": fit_axis,
+        "from_threshold": seeded,
       }
       _, truths, found = select_margin.replay(workdir, faces="all", loaded=loaded, refine_changes=changes, **rule_changes)
       print(
         f"  cut runs of {cut_slices} slices in {tiles}x{tiles} pieces, percentile {cut_rank:g}, plane faces {plane[0]}", end=""
       )
       print(f" (fit fraction {plane[1]:g})" if plane[0] == "fit" else "", end="")
-      print(
-        f", tails {tail:g}, faint below {faint:g}, components from {component:g}, axis faces fit {fit_axis}: box error", end=""
-      )
+      print(f", tails {tail:g}, faint below {faint:g}, components from {component:g}, axis faces fit {fit_axis}", end="")
+      print(f", from the threshold box {seeded}: box error", end="")
       print(f" {_error(found, truths):.2f}%,", end="")
       print(f" faces along {'zyx'[axis]} inside the truth by at most {_inside(found, truths, axis)} voxels")
       for plane_margin, axis_margin in itertools.product(plane_margins, args.axis_margins):
@@ -144,13 +149,13 @@ def main():
         worst, ratio = select_margin.score(found, truths, margin, tuple(margins))
         print(f"    margin across {'zyx'[axis]} {margins[axis - 1]:g}, along {'zyx'[axis]} {axis_margin:g}:", end="")
         print(f" sample kept worst {worst:.4f}, volume kept {ratio:.2f}x ideal")
-        key = (cut_slices, cut_rank, tiles, plane, tail, faint, component, fit_axis, plane_margin, axis_margin)
+        key = (cut_slices, cut_rank, tiles, plane, tail, faint, component, fit_axis, seeded, plane_margin, axis_margin)
         volume[key] += ratio
         worst_kept[workdir][key] = worst
   bars = {w: min(args.min_kept, max(kept.values())) for w, kept in worst_kept.items()}
   passing = [c for c in candidates if all(worst_kept[w][c] >= bars[w] for w in bars)]
   chosen = min(passing, key=lambda c: (volume[c], c)) if passing else None
-  what = "run slices, percentile, tiles, (plane faces, fit fraction), tail fraction, faint fraction, min component, axis faces fit, margin across the axis (None: the run's), margin along it"
+  what = "run slices, percentile, tiles, (plane faces, fit fraction), tail fraction, faint fraction, min component, axis faces fit, from the threshold box, margin across the axis (None: the run's), margin along it"
   print(f"the least volume keeping >= {args.min_kept} of every sample ({what}): {chosen}")
 
 

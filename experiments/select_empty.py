@@ -12,7 +12,9 @@ network run), then refines every box with the packaged rotation config's refinem
 (`configs/rotation_xenopus.py`, not the run's) and each candidate; and refines the same boxes of
 the first `--empty-holders` volumes on empty holders: the xenopus phantom of that volume's shape
 with the embryo replaced by the medium (holder, debris, rings and beam hardening kept), scanned
-as the synthetic sets are (`select_refine.empty_volume`). Prints per workdir and candidate how many samples and how many empty
+as the synthetic sets are (`select_refine.empty_volume`); with the packaged
+`localize.refine_from_threshold`, each volume's threshold box seeds the refinement as in a run
+(the run's for samples, the holder's own for empty holders). Prints per workdir and candidate how many samples and how many empty
 holders come back null. The rule it prints: the candidate nulling the most empty holders among
 those that null no sample on any workdir (ties: the smallest). Choose on sets you do not report on.
 """
@@ -24,9 +26,9 @@ import select_fusion
 import select_margin
 import select_refine
 
-from ssl_ct import refine
+from ssl_ct import baseline, refine
 from ssl_ct.configs import rotation_xenopus
-from ssl_ct.data import phantoms
+from ssl_ct.data import fov, phantoms
 
 
 def main():
@@ -37,6 +39,7 @@ def main():
   parser.add_argument("--fill-level", type=float, help="localize.fill_level for every replay (default: each run's own)")
   args = parser.parse_args()
   _, settings = select_fusion.rules(rotation_xenopus.get_config("demo"))
+  seeded = settings.pop("from_threshold", False)  # refine.Refined's: each volume's threshold box seeds the axis
   rule_changes = {} if args.fill_level is None else {"fill_level": args.fill_level}
   nulls = {c: [0, 0] for c in args.min_sample_slices}  # candidate -> [samples null, empty holders null]
   totals = [0, 0]
@@ -49,11 +52,15 @@ def main():
       name: select_refine.empty_volume(volumes[name].shape, 100 * index + i, phantoms.xenopus, True)
       for i, name in enumerate(refined[: args.empty_holders])
     }
+    seeds = {name: loaded[3][name] if seeded else None for name in refined}
+    holder_seeds = {name: baseline.threshold_box(v, fov.estimate_fov(v)) if seeded else None for name, v in holders.items()}
     here = {}
     for candidate in args.min_sample_slices:
       run = dict(settings, min_sample_slices=candidate)
-      samples = sum(refine.refine_box(volumes[n], boxes[n][0], axis, **run)[0] is None for n in refined)
-      empties = sum(refine.refine_box(v, boxes[n][0], axis, **run)[0] is None for n, v in holders.items())
+      samples = sum(refine.refine_box(volumes[n], boxes[n][0], axis, axis_seed=seeds[n], **run)[0] is None for n in refined)
+      empties = sum(
+        refine.refine_box(v, boxes[n][0], axis, axis_seed=holder_seeds[n], **run)[0] is None for n, v in holders.items()
+      )
       here[candidate] = (samples, empties)
       nulls[candidate][0] += samples
       nulls[candidate][1] += empties

@@ -76,13 +76,15 @@ def rules(config):
 def _replay(workdir, core_levels, core_ranks):
   config, volumes, curves, baseline, truths = _load(workdir)
   rule, settings = rules(config)
+  seeded = settings.pop("from_threshold", False)  # refine.Refined's: the threshold box seeds the axis
   refines = config.localize.get("refine", False)
 
   def refined(box, name):
     whole = {"start": [0, 0, 0], "stop": list(volumes[name].shape)}
     if box is None or box == whole:
       return box
-    return refine.refine_box(volumes[name], box, config.localize.get("refine_axis", 0), **settings)[0]
+    seed = baseline[name] if seeded else None
+    return refine.refine_box(volumes[name], box, config.localize.get("refine_axis", 0), axis_seed=seed, **settings)[0]
 
   own = {n: localize_rotation.box_from_curves(c, **rule) for n, c in curves.items()}
   print(f"{workdir} ({results.latest(workdir)}), {len(truths)} volumes, margin {config.crop.margin}:")

@@ -149,6 +149,11 @@ _RULES = (
     "a fraction of the largest foreground component in [0, 1] (0: every component counts)",
   ),
   ("localize.refine_fit_axis", lambda v: isinstance(v, bool), "True or False (the faces along refine_axis fit too)"),
+  (
+    "localize.refine_from_threshold",
+    lambda v: isinstance(v, bool),
+    "True or False (a box without empty slices along refine_axis is refined from the threshold box's extent)",
+  ),
   ("localize.refine_measure", lambda v: v in ("all", "plane"), "'all' or 'plane' (the faces that may count as measured)"),
   ("localize.refine_cut_slices", lambda v: _is_int(v, 2), "an integer >= 2 (slices)"),
   ("localize.refine_cut_rank", lambda v: _is_num(v, 0, 100), "a percentile in [0, 100] (50: the median over runs)"),

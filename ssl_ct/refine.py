@@ -20,7 +20,8 @@ changes along the axis, not the sample) and the faces along it are not called me
 network boxed anyway) is no sample.
 
 It needs empty slices along `axis` (a sorting volume's tube ends); without enough of them the
-box is returned unchanged and the note says why. Pure numpy; the volume is read in blocks of
+box is returned unchanged and the note says why, unless a seed box (the threshold baseline's)
+leaves enough along `axis`: the refinement then starts from the box cut to the seed's extent. Pure numpy; the volume is read in blocks of
 slices, so memory holds the band region's cross-section times at most `_STAT_SLICES` slices
 (with `min_component`, also its foreground as bits up to `_CACHED_BYTES` and the labels of at
 most `_COMPONENT_CELLS` cells).
@@ -247,6 +248,7 @@ def refine_box_faces(
   faint_fraction=0.0,
   min_component=0.0,
   fit_axis=False,
+  axis_seed=None,
 ):
   """(box, note, measured, tails): `box` ({"start", "stop"}, half-open, on the volume's grid) grown to the
   faint sample, unchanged, or None; `measured` (`_measured_faces`, None without a box) says which
@@ -275,6 +277,11 @@ def refine_box_faces(
   `fit_fraction`) once the growth along it has settled: a coarse box longer than the sample
   along the axis (a certainty curve that read the medium past the sample) shrinks to it; not
   when the growth along it was undone or the box is faint.
+  `axis_seed` (a box, e.g. the threshold baseline's): when `box` leaves too few empty slices
+  along `axis` (a certainty curve that read the packing or the holder on every slice), the
+  refinement starts from `box` cut to the seed's extent along `axis` instead, if that leaves
+  enough; its growth along the axis then takes back any sample slice the seed missed. Kept
+  as it was when that growth reaches too far (undone) or finds no sample.
 
   `band`: how far a face may move, fraction of the volume's side along that dimension;
   `guard`: slices next to the box left out of the background, fraction of the axis (at least 2);
@@ -319,6 +326,8 @@ def refine_box_faces(
     covers.append(_grow_to_foreground(volume, axis, [axis], ends, *whole, start, stop, "the volume's", **rule))
   banded = [list(start), list(stop)]  # the box the band is laid around
   status, note, profile, unmeasured = _grow_in_band(volume, axis, start, stop, **local)
+  if status == "no background" and axis_seed is not None:
+    status, note, profile, unmeasured = _from_seed(volume, axis, start, stop, axis_seed, banded, note, local)
   if status == "no sample" and min_coverage > 0:  # a box beside the sample rather than none: grown to it first
     covers.append(cover_plane())
     if covers[-1]:
@@ -333,6 +342,26 @@ def refine_box_faces(
     measured[d] = [False, False]
   tails = _tails(profile, start, stop, tail_fraction, max_gap) if status == "grown" and tail_fraction > 0 else None
   return (*_result(box, start, stop, "; ".join(filter(None, [*covers, note]))), measured, tails)
+
+
+def _from_seed(volume, axis, start, stop, seed, banded, note, local):
+  """`_grow_in_band`'s (status, note, profile, unmeasured) for [start, stop) cut to `seed`'s extent
+  along `axis`; `start`, `stop` and `banded` updated in place. ("no background", `note`) and the
+  box unchanged when the cut leaves too few empty slices, or the growth from it was undone or
+  found no sample."""
+  first, last = max(start[axis], seed["start"][axis]), min(stop[axis], seed["stop"][axis])
+  runs = _background_runs(volume.shape[axis], first, last, local["guard_slices"])
+  if last - first < 1 or sum(b - a for a, b in runs) < local["needed"]:
+    return "no background", note, None, set()
+  cut_start, cut_stop = list(start), list(stop)
+  cut_start[axis], cut_stop[axis] = first, last
+  cut = [list(cut_start), list(cut_stop)]
+  status, grown_note, profile, unmeasured = _grow_in_band(volume, axis, cut_start, cut_stop, **local)
+  if status != "grown" or axis in unmeasured:
+    return "no background", note, None, set()
+  start[:], stop[:], banded[:] = cut_start, cut_stop, cut
+  seeded = f"refined from the threshold box's extent along {'zyx'[axis]} (the box left too few empty slices)"
+  return status, "; ".join(filter(None, [seeded, grown_note])), profile, unmeasured
 
 
 def _fit(hits, start, stop, offset, max_gap):
@@ -566,10 +595,13 @@ class Refined:
 
   localize() returns the inner localizer's extras plus "coarse_box" and "refinement" (the
   note); a box found to hold nothing becomes None ("no sample"), a box that fills the field stays.
+  `from_threshold`: the inner localizer's threshold box (extras "threshold_box", the rotation
+  localizer's with its trim) is `refine_box_faces`' `axis_seed`.
   """
 
-  def __init__(self, localizer, axis_of, **settings):
+  def __init__(self, localizer, axis_of, from_threshold=False, **settings):
     self.localizer, self.axis_of, self.settings = localizer, axis_of, settings
+    self.from_threshold = from_threshold
     self.method_name = localizer.method_name  # the report says what the refinement did
 
   def localize(self, volume, volume_fov, value_range):
@@ -577,8 +609,9 @@ class Refined:
     if box is None or extras.get("outcome") == "fills the field":
       return box, extras
     extras["coarse_box"] = box
+    seed = extras.get("threshold_box") if self.from_threshold else None
     box, extras["refinement"], extras["measured_faces"], tails = refine_box_faces(
-      volume, box, self.axis_of(volume.shape), **self.settings
+      volume, box, self.axis_of(volume.shape), axis_seed=seed, **self.settings
     )
     if tails is not None:
       extras["face_tails"] = tails  # grid voxels past each face (crop.face_pads)

@@ -276,6 +276,30 @@ class RefineTest(absltest.TestCase):
     self.assertIn("not refined", note)
     self.assertEqual(refine.refine_box(ArrayVolume(data), None, axis=0), (None, ""))
 
+  def test_a_box_without_empty_slices_is_refined_from_the_threshold_box(self):
+    data = _tube(seed=7)
+    data[40:80, 12:36, 12:36] += 60.0
+    data[80:86, 18:30, 18:30] += 12.0  # a faint end the threshold box misses
+    coarse = {"start": [0, 10, 10], "stop": [120, 38, 38]}  # the whole axis: a curve that read the medium
+    seed = {"start": [42, 12, 12], "stop": [78, 36, 36]}  # tighter than the sample along z
+    volume, settings = ArrayVolume(data), {"plane": "fit", "fit_axis": True}
+    self.assertEqual(refine.refine_box(volume, coarse, axis=0, **settings)[0], coarse)  # no empty slice to refine against
+    box, note, measured, _ = refine.refine_box_faces(volume, coarse, axis=0, axis_seed=seed, **settings)
+    self.assertEqual(box, {"start": [40, 12, 12], "stop": [86, 36, 36]})  # the growth took back what the seed missed
+    self.assertIn("refined from the threshold box's extent along z", note)
+    self.assertEqual(measured, [[True, True]] * 3)
+
+  def test_a_threshold_box_within_a_sample_that_fills_the_axis_leaves_the_box(self):
+    data = _tube(seed=8)
+    data[3:117, 12:36, 12:36] += 60.0  # a sample along nearly all of the axis
+    coarse = {"start": [0, 10, 10], "stop": [120, 38, 38]}
+    volume, settings = ArrayVolume(data), {"plane": "fit", "fit_axis": True}
+    for seed in ({"start": [40, 12, 12], "stop": [80, 36, 36]}, {"start": [2, 12, 12], "stop": [118, 36, 36]}):
+      box, note, measured, _ = refine.refine_box_faces(volume, coarse, axis=0, axis_seed=seed, **settings)
+      self.assertEqual(box, coarse)  # the growth from the cut went back to the ends (undone), or no cut left room
+      self.assertIn("not refined further", note)
+      self.assertEqual(measured, [[False, False]] * 3)
+
 
 class _FixedLocalizer:
   method_name = "fixed"
@@ -303,6 +327,21 @@ class RefinedLocalizerTest(absltest.TestCase):
     whole = {"start": [0, 0, 0], "stop": [120, 48, 48]}
     kept = refine.Refined(_FixedLocalizer(whole, "fills the field"), lambda shape: 0).localize(ArrayVolume(data), None, None)
     self.assertEqual(kept, (whole, {"outcome": "fills the field"}))
+
+  def test_from_threshold_seeds_the_refinement_with_the_localizer_threshold_box(self):
+    data = _tube(seed=7)
+    data[40:80, 12:36, 12:36] += 60.0
+    coarse = {"start": [0, 12, 12], "stop": [120, 36, 36]}
+    inner = _FixedLocalizer(coarse)
+    inner.localize = lambda *args: (
+      coarse,
+      {"outcome": "sample box", "threshold_box": {"start": [40, 12, 12], "stop": [80, 36, 36]}},
+    )
+    for seeded, stop in ((False, 120), (True, 80)):
+      box, _ = refine.Refined(inner, lambda shape: 0, from_threshold=seeded, fit_axis=True).localize(
+        ArrayVolume(data), None, None
+      )
+      self.assertEqual(box["stop"][0], stop)
 
 
 if __name__ == "__main__":
