@@ -179,8 +179,10 @@ def get_config(arg=None):
   # A box that leaves too few empty slices along refine_axis (a certainty curve that read the
   # packing or holder on every slice: packed heads' z boxes took the whole axis) is refined from
   # the threshold box's extent along it instead, its growth taking back any sample slice that
-  # box missed; kept as it was when that growth goes back to the ends (ssl_ct/refine.py
-  # axis_seed). Chosen on 2026-12-07 on the sets above and packed_head seeds 4, 5
+  # box missed; kept as it was when that growth goes back to the ends. And a box called empty
+  # while the threshold box, the same object in the plane, reaches past it along the axis (a
+  # packed head whose "empty" slices held the head: null on seed 5) takes in that box's extent
+  # instead (ssl_ct/refine.py axis_seed). Chosen on 2026-12-07 on the sets above and packed_head seeds 4, 5
   # (experiments/select_axis_margin.py --from-threshold=False,True; README, *Boxes along the whole axis*).
   config.localize.refine_from_threshold = True
   # Boxes are used only from a model whose validation rotation accuracy is at least this many

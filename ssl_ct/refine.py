@@ -34,7 +34,8 @@ from ssl_ct.data import truth
 
 MISSED = "grown to the foreground it missed"  # in the note of a box the coverage rule grew (reports count them)
 FITTED = "moved in to the sample"  # in the note of a box whose faces `plane="fit"` moved inward (reports count them)
-FAINT = "too faint for measured faces"  # in the note of a box whose sample the z-scores barely see (reports count them)
+FAINT = "too faint for measured faces"
+SEED_PAST = "the threshold box, this box's object in the plane, reaches past it into the slices taken for empty"  # in the note of a box whose sample the z-scores barely see (reports count them)
 _BLOCK = 64  # slices per read
 _SIGMA = 1.0  # voxels, Gaussian smoothing of the z-scores
 _HALO = 3  # slices read past a block's ends so the smoothing sees its neighbours
@@ -281,7 +282,10 @@ def refine_box_faces(
   along `axis` (a certainty curve that read the packing or the holder on every slice), the
   refinement starts from `box` cut to the seed's extent along `axis` instead, if that leaves
   enough; its growth along the axis then takes back any sample slice the seed missed. Kept
-  as it was when that growth reaches too far (undone) or finds no sample.
+  as it was when that growth reaches too far (undone) or finds no sample. And a box the
+  growth calls no sample while the seed is its object in the plane and reaches past it along
+  `axis` (`_seed_past_box`: the slices taken for empty hold the sample) is no verdict: the box
+  takes in the seed's extent along `axis`, unrefined.
 
   `band`: how far a face may move, fraction of the volume's side along that dimension;
   `guard`: slices next to the box left out of the background, fraction of the axis (at least 2);
@@ -328,6 +332,10 @@ def refine_box_faces(
   status, note, profile, unmeasured = _grow_in_band(volume, axis, start, stop, **local)
   if status == "no background" and axis_seed is not None:
     status, note, profile, unmeasured = _from_seed(volume, axis, start, stop, axis_seed, banded, note, local)
+  if status == "no sample" and axis_seed is not None and _seed_past_box(volume.shape, axis, start, stop, axis_seed, guard_slices):
+    # No verdict from slices that hold the sample: the box takes in the seed's extent along the axis, unrefined.
+    start[axis], stop[axis] = min(start[axis], axis_seed["start"][axis]), max(stop[axis], axis_seed["stop"][axis])
+    status, note = "no background", f"not refined: {SEED_PAST}; grown to its extent along {'zyx'[axis]}"
   if status == "no sample" and min_coverage > 0:  # a box beside the sample rather than none: grown to it first
     covers.append(cover_plane())
     if covers[-1]:
@@ -342,6 +350,15 @@ def refine_box_faces(
     measured[d] = [False, False]
   tails = _tails(profile, start, stop, tail_fraction, max_gap) if status == "grown" and tail_fraction > 0 else None
   return (*_result(box, start, stop, "; ".join(filter(None, [*covers, note]))), measured, tails)
+
+
+def _seed_past_box(shape, axis, start, stop, seed, guard):
+  """Whether `seed` is the box's object in the plane (each of its faces there within `guard`
+  indices, at least 5% of the side, of the box's) and reaches past the box along `axis` by more
+  than `guard` slices: the slices taken for empty hold the sample, and "no sample" is no verdict."""
+  near = [max(guard, int(np.ceil(0.05 * shape[d]))) for d in range(3)]
+  same = all(abs(seed["start"][d] - start[d]) <= near[d] and abs(seed["stop"][d] - stop[d]) <= near[d] for d in _plane_dims(axis))
+  return same and (seed["start"][axis] < start[axis] - guard or seed["stop"][axis] > stop[axis] + guard)
 
 
 def _from_seed(volume, axis, start, stop, seed, banded, note, local):

@@ -300,6 +300,20 @@ class RefineTest(absltest.TestCase):
       self.assertIn("not refined further", note)
       self.assertEqual(measured, [[False, False]] * 3)
 
+  def test_a_threshold_box_on_the_same_object_past_the_box_overrules_no_sample(self):
+    data = _tube(seed=9)
+    data[:, 12:36, 12:36] += 60.0  # a sample along the whole axis, alike on every slice
+    coarse = {"start": [30, 12, 12], "stop": [120, 36, 36]}  # its slices look like those outside it
+    volume = ArrayVolume(data)
+    self.assertIsNone(refine.refine_box(volume, coarse, axis=0)[0])
+    tube = {"start": [0, 2, 2], "stop": [120, 46, 46]}  # a holder around the box: says nothing of it
+    self.assertIsNone(refine.refine_box(volume, coarse, axis=0, axis_seed=tube)[0])
+    same = {"start": [0, 12, 12], "stop": [120, 36, 36]}
+    box, note, measured, _ = refine.refine_box_faces(volume, coarse, axis=0, axis_seed=same)
+    self.assertEqual(box, {"start": [0, 12, 12], "stop": [120, 36, 36]})  # the seed's extent along the axis, unrefined
+    self.assertIn(refine.SEED_PAST, note)
+    self.assertEqual(measured, [[False, False]] * 3)
+
 
 class _FixedLocalizer:
   method_name = "fixed"
