@@ -8,7 +8,10 @@ shared/data; none of its rules were chosen on them), localizes and scores the bo
 localized, not scored). Writes W/real_benchmark.md and .json with, per method: boxes found / null,
 relative box error where a box came back, IoU (null counted as 0), and after cropping with the
 config's margin (per face where boxes.json records face_margins; null keeps the whole volume) the fraction of the sample kept (mean, worst) and
-of the volume kept (mean), beside the reference boxes' own kept fraction.
+of the volume kept (mean), beside the reference boxes' own kept fraction. A run whose model the
+trust gate refused (every box null, the whole volumes kept) gets one more row: that model's own
+boxes (boxes.json `model_boxes`) scored as if they had been cropped at the uniform margin, what
+the gate withheld.
 """
 
 import argparse
@@ -132,6 +135,8 @@ def main():
     boxes, meta = report.read_boxes(os.path.join(run, "boxes.json"))
     baseline, _ = report.read_boxes(os.path.join(run, "baseline_boxes.json"))
     found[meta["method"]] = score(boxes, dataset, config.crop.margin, meta.get("face_margins"))
+    if meta.get("distrust") and meta.get("model_boxes"):  # what the trust gate withheld, scored as if cropped
+      found[f"{meta['method']}: the distrusted model's own boxes"] = score(meta["model_boxes"], dataset, config.crop.margin)
     found[f"threshold baseline (margin {config.crop.margin:g})"] = score(baseline, dataset, config.crop.margin)
   text = _markdown(found)
   print(text)
