@@ -35,6 +35,7 @@ from ssl_ct.data import truth
 MISSED = "grown to the foreground it missed"  # in the note of a box the coverage rule grew (reports count them)
 FITTED = "moved in to the sample"  # in the note of a box whose faces `plane="fit"` moved inward (reports count them)
 FAINT = "too faint for measured faces"
+SEEDED = "refined from the threshold box's extent"  # in the note of a box refined from its axis seed (reports count them)
 SEED_PAST = "the threshold box, this box's object in the plane, reaches past it into the slices taken for empty"  # in the note of a box whose sample the z-scores barely see (reports count them)
 _BLOCK = 64  # slices per read
 _SIGMA = 1.0  # voxels, Gaussian smoothing of the z-scores
@@ -377,7 +378,7 @@ def _from_seed(volume, axis, start, stop, seed, banded, note, local):
   if status != "grown" or axis in unmeasured:
     return "no background", note, None, set()
   start[:], stop[:], banded[:] = cut_start, cut_stop, cut
-  seeded = f"refined from the threshold box's extent along {'zyx'[axis]} (the box left too few empty slices)"
+  seeded = f"{SEEDED} along {'zyx'[axis]} (the box left too few empty slices)"
   return status, "; ".join(filter(None, [seeded, grown_note])), profile, unmeasured
 
 

@@ -125,11 +125,20 @@ def _refinement_note(refinements):
   missed = sum(refine.MISSED in note for note in refinements.values())
   fitted = sum(refine.FITTED in note for note in refinements.values())
   faint = sum(refine.FAINT in note for note in refinements.values())
+  seeded = sum(refine.SEEDED in note for note in refinements.values())
+  past = sum(refine.SEED_PAST in note for note in refinements.values())
+  stayed -= past  # "not refined" too, but grown to the threshold box's extent
   text = (
     f"Box refinement: {grown} of {len(refinements)} boxes grown to faint parts of the sample, {null} found to hold none"
     f" (null), {stayed} left as found for want of empty slices"
     + (f", {fitted} with faces moved in to where the sample ends" if fitted else "")
     + (f", {faint} too faint for their faces to be measured (cropped with the uniform margin)" if faint else "")
+    + (f", {seeded} refined from the threshold box's extent along the axis (the box left no empty slices)" if seeded else "")
+    + (
+      f", {past} grown to the threshold box's extent along the axis instead of null (it reached into the slices taken for empty)"
+      if past
+      else ""
+    )
     + "; each volume's note is in boxes.json (`refinements`)."
   )
   if missed:

@@ -286,8 +286,10 @@ class RefineTest(absltest.TestCase):
     self.assertEqual(refine.refine_box(volume, coarse, axis=0, **settings)[0], coarse)  # no empty slice to refine against
     box, note, measured, _ = refine.refine_box_faces(volume, coarse, axis=0, axis_seed=seed, **settings)
     self.assertEqual(box, {"start": [40, 12, 12], "stop": [86, 36, 36]})  # the growth took back what the seed missed
-    self.assertIn("refined from the threshold box's extent along z", note)
+    self.assertIn(f"{refine.SEEDED} along z", note)
     self.assertEqual(measured, [[True, True]] * 3)
+    summary = run_localization._refinement_note({"a": note, "b": ""})
+    self.assertIn("1 refined from the threshold box's extent along the axis", summary)  # the report counts them
 
   def test_a_threshold_box_within_a_sample_that_fills_the_axis_leaves_the_box(self):
     data = _tube(seed=8)
@@ -313,6 +315,9 @@ class RefineTest(absltest.TestCase):
     self.assertEqual(box, {"start": [0, 12, 12], "stop": [120, 36, 36]})  # the seed's extent along the axis, unrefined
     self.assertIn(refine.SEED_PAST, note)
     self.assertEqual(measured, [[False, False]] * 3)
+    self.assertIn(
+      "1 grown to the threshold box's extent along the axis instead of null", run_localization._refinement_note({"a": note})
+    )
 
 
 class _FixedLocalizer:
