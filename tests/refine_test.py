@@ -315,9 +315,9 @@ class RefineTest(absltest.TestCase):
     self.assertEqual(box, {"start": [0, 12, 12], "stop": [120, 36, 36]})  # the seed's extent along the axis, unrefined
     self.assertIn(refine.SEED_PAST, note)
     self.assertEqual(measured, [[False, False]] * 3)
-    self.assertIn(
-      "1 grown to the threshold box's extent along the axis instead of null", run_localization._refinement_note({"a": note})
-    )
+    summary = run_localization._refinement_note({"a": note})
+    self.assertIn("0 left as found", summary)
+    self.assertIn("1 grown to the threshold box's extent along the axis instead of null", summary)
 
 
 class _FixedLocalizer:
