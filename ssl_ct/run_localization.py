@@ -127,7 +127,7 @@ def _refinement_note(refinements):
   faint = sum(refine.FAINT in note for note in refinements.values())
   seeded = sum(refine.SEEDED in note for note in refinements.values())
   past = sum(refine.SEED_PAST in note for note in refinements.values())
-  stayed -= past  # "not refined" too, but grown to the threshold box's extent
+  grown -= past  # their notes start "grown": to the threshold box's extent, not to faint parts
   text = (
     f"Box refinement: {grown} of {len(refinements)} boxes grown to faint parts of the sample, {null} found to hold none"
     f" (null), {stayed} left as found for want of empty slices"

@@ -316,7 +316,7 @@ class RefineTest(absltest.TestCase):
     self.assertIn(refine.SEED_PAST, note)
     self.assertEqual(measured, [[False, False]] * 3)
     summary = run_localization._refinement_note({"a": note})
-    self.assertIn("0 left as found", summary)
+    self.assertIn("0 of 1 boxes grown to faint parts", summary)
     self.assertIn("1 grown to the threshold box's extent along the axis instead of null", summary)
 
 
