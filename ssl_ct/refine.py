@@ -21,10 +21,10 @@ network boxed anyway) is no sample.
 
 It needs empty slices along `axis` (a sorting volume's tube ends); without enough of them the
 box is returned unchanged and the note says why, unless a seed box (the threshold baseline's)
-leaves enough along `axis`: the refinement then starts from the box cut to the seed's extent. Pure numpy; the volume is read in blocks of
-slices, so memory holds the band region's cross-section times at most `_STAT_SLICES` slices
-(with `min_component`, also its foreground as bits up to `_CACHED_BYTES` and the labels of at
-most `_COMPONENT_CELLS` cells).
+leaves enough along `axis`: the refinement then starts from the box cut to the seed's extent.
+Pure numpy; the volume is read in blocks of slices, so memory holds the band region's
+cross-section times at most `_STAT_SLICES` slices (with `min_component`, also its foreground as
+bits up to `_CACHED_BYTES` and the labels of at most `_COMPONENT_CELLS` cells).
 """
 
 import numpy as np
@@ -34,9 +34,10 @@ from ssl_ct.data import truth
 
 MISSED = "grown to the foreground it missed"  # in the note of a box the coverage rule grew (reports count them)
 FITTED = "moved in to the sample"  # in the note of a box whose faces `plane="fit"` moved inward (reports count them)
-FAINT = "too faint for measured faces"
+FAINT = "too faint for measured faces"  # in the note of a box whose sample the z-scores barely see (reports count them)
 SEEDED = "refined from the threshold box's extent"  # in the note of a box refined from its axis seed (reports count them)
-SEED_PAST = "the threshold box, this box's object in the plane, reaches past it into the slices taken for empty"  # in the note of a box whose sample the z-scores barely see (reports count them)
+# In the note of a box grown to its axis seed's extent instead of null (reports count them).
+SEED_PAST = "the threshold box, this box's object in the plane, reaches past it into the slices taken for empty"
 _BLOCK = 64  # slices per read
 _SIGMA = 1.0  # voxels, Gaussian smoothing of the z-scores
 _HALO = 3  # slices read past a block's ends so the smoothing sees its neighbours
