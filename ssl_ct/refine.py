@@ -358,19 +358,18 @@ def _seed_past_box(shape, axis, start, stop, seed, guard):
   """Whether `seed` is the box's object in the plane (each of its faces there within `guard`
   indices, at least 5% of the side, of the box's) and reaches past the box along `axis` by more
   than `guard` slices: the slices taken for empty hold the sample, and "no sample" is no verdict."""
-  near = [max(guard, int(np.ceil(0.05 * shape[d]))) for d in range(3)]
-  same = all(abs(seed["start"][d] - start[d]) <= near[d] and abs(seed["stop"][d] - stop[d]) <= near[d] for d in _plane_dims(axis))
+  near = lambda d: max(guard, int(np.ceil(0.05 * shape[d])))  # noqa: E731
+  same = all(abs(seed["start"][d] - start[d]) <= near(d) and abs(seed["stop"][d] - stop[d]) <= near(d) for d in _plane_dims(axis))
   return same and (seed["start"][axis] < start[axis] - guard or seed["stop"][axis] > stop[axis] + guard)
 
 
 def _from_seed(volume, axis, start, stop, seed, banded, note, local):
   """`_grow_in_band`'s (status, note, profile, unmeasured) for [start, stop) cut to `seed`'s extent
   along `axis`; `start`, `stop` and `banded` updated in place. ("no background", `note`) and the
-  box unchanged when the cut leaves too few empty slices, or the growth from it was undone or
-  found no sample."""
+  box unchanged when the cut leaves too few empty slices (`_grow_in_band` says so before it
+  reads anything), or the growth from it was undone or found no sample."""
   first, last = max(start[axis], seed["start"][axis]), min(stop[axis], seed["stop"][axis])
-  runs = _background_runs(volume.shape[axis], first, last, local["guard_slices"])
-  if last - first < 1 or sum(b - a for a, b in runs) < local["needed"]:
+  if last <= first:
     return "no background", note, None, set()
   cut_start, cut_stop = list(start), list(stop)
   cut_start[axis], cut_stop[axis] = first, last
