@@ -300,7 +300,9 @@ def refine_box_faces(
   `min_coverage` > 0: a box whose range holds less than this fraction of the foreground along
   the axis (against the volume's end slices) or of its slices' whole cross-section along a
   plane dimension (a network that boxed the tube's wall beside the sample, or half the
-  sample) grows to that foreground's extent (`_grow_to_foreground`).
+  sample) grows to that foreground's extent (`_grow_to_foreground`); a grown box whose plane it
+  moved is grown again in the band around its new cross-section (the first growth along the
+  axis read the old one, and missed the sample's faint ends there).
   The note says what moved, or why nothing could ("" when nothing needed to).
   """
   if box is None:
@@ -347,6 +349,15 @@ def refine_box_faces(
     return None, note, None, None
   if status == "grown" and min_coverage > 0:
     covers.append(cover_plane())
+    if covers[-1]:
+      # The growth along the axis read the old box's cross-section (a tube wall beside the
+      # sample): along the axis it saw none of the sample's faint ends. Grown again in the new band.
+      covered = [list(start), list(stop)]
+      again = _grow_in_band(volume, axis, start, stop, **local)
+      if again[0] == "grown":
+        banded = covered
+        status, regrown, profile, unmeasured = again
+        note = "; ".join(filter(None, [note, regrown]))
   measured = _measured_faces(volume.shape, *banded, start, stop, band) if status == "grown" else [[False, False]] * 3
   for d in unmeasured | ({axis} if measure == "plane" else set()):
     measured[d] = [False, False]

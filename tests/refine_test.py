@@ -245,6 +245,16 @@ class RefineTest(absltest.TestCase):
     inside = {"start": [30, 24, 24], "stop": [70, 40, 40]}
     self.assertEqual(refine.refine_box(ArrayVolume(data), inside, axis=0, min_coverage=0.9), (inside, ""))
 
+  def test_a_box_the_coverage_rule_moved_is_grown_again_along_the_axis(self):
+    data = _tube(seed=6)
+    data[30:70, 24:40, 24:40] += 60.0
+    data[70:78, 28:36, 28:36] += 12.0  # a faint tail, which the band beside the sample never saw
+    coarse = {"start": [30, 4, 4], "stop": [70, 16, 16]}
+    box, note, measured, _ = refine.refine_box_faces(ArrayVolume(data), coarse, axis=0, min_coverage=0.9)
+    self.assertEqual(box, {"start": [30, 4, 4], "stop": [78, 40, 40]})
+    self.assertIn("z+ by 8", note)
+    self.assertEqual(measured[0], [True, True])  # z+ measured where the tail ends, not where the core did
+
   def test_a_box_beside_the_sample_is_grown_to_it_rather_than_null(self):
     data = _tube(seed=9)
     data[30:70, 28:44, 16:32] += 60.0
