@@ -6,10 +6,13 @@ r"""Throughput of the rotation pipeline alone, the train step alone, and localiz
 
 Prints pairs/s of the data pipeline (no model), pairs/s of the jit-compiled train step on a
 fixed batch (no data loading), and seconds per volume for certainty-curve localization.
-The pipeline should be faster than the step, or the accelerator waits for data.
+The pipeline should be faster than the step, or the accelerator waits for data. With --torch,
+the training loop's step against the same network in PyTorch and against itself with XLA's own
+convolution weight gradients (the baseline of ssl_ct/models/conv.py), in interleaved rounds.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import tempfile
@@ -18,10 +21,12 @@ import time
 import grain
 import jax
 import numpy as np
+from jax.sharding import NamedSharding
 
 from ssl_ct import losses, tasks, train
 from ssl_ct.configs import rotation_xenopus
 from ssl_ct.data import pipeline, prepare, volume
+from ssl_ct.models import conv as convolution
 
 
 def bench_pipeline(task, dataset, config, batches, read_options=None):
@@ -70,46 +75,72 @@ def random_batch(task, batch_size):
   )
 
 
+@contextlib.contextmanager
+def xla_weight_gradients():
+  """Models built (traced) inside take XLA's own convolution weight gradients (ssl_ct/models/conv.py): the baseline."""
+  slices = convolution.WEIGHT_GRAD_SLICES
+  convolution.WEIGHT_GRAD_SLICES = 1
+  try:
+    yield
+  finally:
+    convolution.WEIGHT_GRAD_SLICES = slices
+
+
+def _loop_step(task, config, batch, mesh, baseline=False):
+  """The training loop's own step (batch sharded over every host device, state replicated), compiled:
+  step(state) -> (state, metrics), and the initial state. `baseline`: XLA's weight gradients."""
+  tx, schedule = train.make_optimizer(config.opt, 100)
+  state = train.init_train_state(task.make_model(), batch, jax.random.key(0), tx, sharding=NamedSharding(mesh, jax.P()))
+  sharded_step = train.jit_train_step(mesh, losses.get_loss(config.loss.name))
+  global_batch = train.global_batch(batch, mesh)
+  step = lambda state: sharded_step(state, global_batch, jax.random.key(1), schedule)  # noqa: E731
+  with xla_weight_gradients() if baseline else contextlib.nullcontext():
+    state, metrics = step(state)  # compiles
+  jax.block_until_ready(metrics)
+  return step, state
+
+
 def bench_against_torch(task, config, steps, rounds):
-  """Median ratio (and range) of JAX's train-step rate to the same network's in PyTorch, interleaved rounds."""
+  """Median ratios (and ranges) of JAX's train-step rate to the same network's in PyTorch, and to JAX
+  with XLA's own convolution weight gradients (the baseline), over interleaved rounds."""
   import torch
   import torch_reference
 
-  model = task.make_model()
-  tx, schedule = train.make_optimizer(config.opt, 100)
   batch = random_batch(task, config.data.batch_size)
-  # The training loop's own step: batch sharded over every (host) device, state replicated.
   mesh = train.make_mesh()
-  state = train.init_train_state(model, batch, jax.random.key(0), tx, sharding=jax.sharding.NamedSharding(mesh, jax.P()))
-  sharded_step = train.jit_train_step(mesh, losses.get_loss(config.loss.name))
-  global_batch = train.global_batch(batch, mesh)
-  step = lambda state, _, key: sharded_step(state, global_batch, key, schedule)  # noqa: E731
+  contenders = {
+    "JAX": _loop_step(task, config, batch, mesh),
+    "JAX, XLA's weight gradients": _loop_step(task, config, batch, mesh, True),
+  }
   torch.set_flush_denormal(True)  # as XLA on CPU does; denormal weights would slow PyTorch tenfold as they appear
   torch_model, torch_step = torch_reference.make_step(config)
   to_nchw = lambda x: torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))  # noqa: E731
   ref, twin, angle = to_nchw(batch["ref"]), to_nchw(batch["twin"]), torch.from_numpy(batch["angle"].astype(np.int64))
-  jax_count = sum(x.size for x in jax.tree.leaves(state.params))
-  torch_count = torch_reference.parameter_count(torch_model)
-  print(f"parameters: JAX {jax_count}, PyTorch {torch_count}; PyTorch threads {torch.get_num_threads()}")
-  state, metrics = step(state, batch, jax.random.key(1))  # compile
-  jax.block_until_ready(metrics)
+  jax_count = sum(x.size for x in jax.tree.leaves(contenders["JAX"][1].params))
+  print(
+    f"parameters: JAX {jax_count}, PyTorch {torch_reference.parameter_count(torch_model)}; PyTorch threads {torch.get_num_threads()}"
+  )
   torch_step(ref, twin, angle)
-  ratios = []
+  states = {name: state for name, (_, state) in contenders.items()}
+  seconds = {name: [] for name in [*contenders, "PyTorch"]}
   for _ in range(rounds):
-    start = time.perf_counter()
-    for _ in range(steps):
-      state, metrics = step(state, batch, jax.random.key(1))
-    jax.block_until_ready(metrics)
-    jax_s = time.perf_counter() - start
+    for name, (step, _) in contenders.items():
+      start = time.perf_counter()
+      for _ in range(steps):
+        states[name], metrics = step(states[name])
+      jax.block_until_ready(metrics)
+      seconds[name].append(time.perf_counter() - start)
     start = time.perf_counter()
     for _ in range(steps):
       torch_step(ref, twin, angle)
-    torch_s = time.perf_counter() - start
-    ratios.append(torch_s / jax_s)
-    print(
-      f"  round: JAX {steps * config.data.batch_size / jax_s:7.1f} pairs/s, PyTorch {steps * config.data.batch_size / torch_s:7.1f} pairs/s"
-    )
-  return float(np.median(ratios)), min(ratios), max(ratios)
+    seconds["PyTorch"].append(time.perf_counter() - start)
+    print("  round: " + ", ".join(f"{name} {steps * config.data.batch_size / s[-1]:7.1f} pairs/s" for name, s in seconds.items()))
+  ratio = lambda a, b: np.array(seconds[b]) / np.array(seconds[a])  # noqa: E731  rate of a over rate of b, per round
+  return {
+    "JAX over PyTorch": ratio("JAX", "PyTorch"),
+    "JAX with XLA's weight gradients over PyTorch": ratio("JAX, XLA's weight gradients", "PyTorch"),
+    "JAX over JAX with XLA's weight gradients": ratio("JAX", "JAX, XLA's weight gradients"),
+  }
 
 
 def bench_localize(task, dataset, params, volumes):
@@ -141,8 +172,8 @@ def main():
     print(
       f"{config.model.name} width {config.model.width}, {config.data.slice_size} px, batch {config.data.batch_size}, {jax.device_count()} device(s)"
     )
-    median, low, high = bench_against_torch(task, config, args.steps, args.rounds)
-    print(f"JAX train step: {median:.2f}x the PyTorch rate (median of {args.rounds} rounds, range {low:.2f}-{high:.2f})")
+    for name, ratios in bench_against_torch(task, config, args.steps, args.rounds).items():
+      print(f"{name}: {np.median(ratios):.2f}x (median of {args.rounds} rounds, range {ratios.min():.2f}-{ratios.max():.2f})")
     return
   workdir = tempfile.mkdtemp()
   dataset = prepare.load_dataset(config.data, workdir, progress=False)

@@ -12,6 +12,7 @@ from absl.testing import absltest, parameterized
 
 from ssl_ct import losses, train
 from ssl_ct.configs import segment_medaka
+from ssl_ct.models import conv as convolution
 from ssl_ct.models import heads, resnet, segmentation
 from tests import helpers
 
@@ -97,6 +98,43 @@ class HeadsTest(absltest.TestCase):
     self.assertTrue(np.any(ours == 0) and np.any(ours != 0))
     np.testing.assert_array_equal(ours, flax_)
     np.testing.assert_array_equal(resnet.Dropout(0.3).apply({}, x, rngs=rngs), x)
+
+
+class SlicedWeightGradientTest(parameterized.TestCase):
+  @parameterized.parameters(
+    dict(strides=(1, 1), dilation=(1, 1), size=(3, 3)),
+    dict(strides=(2, 2), dilation=(1, 1), size=(3, 3)),
+    dict(strides=(1, 1), dilation=(2, 2), size=(3, 3)),
+    dict(strides=(2, 2), dilation=(1, 1), size=(1, 1)),
+  )
+  def test_gradients_are_xlas(self, strides, dilation, size):
+    x = jax.random.normal(jax.random.key(0), (64, 12, 12, 3))
+    layers = {
+      name: nn.Conv(5, size, strides, kernel_dilation=dilation, use_bias=False, **kw)
+      for name, kw in (("xla", {}), ("sliced", {"conv_general_dilated": convolution.conv_general_dilated}))
+    }
+    params = layers["xla"].init(jax.random.key(1), x)
+    if jax.local_device_count() > 1:  # the multi-device path keeps XLA's gradient: test the slices on one
+      self.skipTest("weight gradient slices only on a single host device")
+    self.assertEqual(convolution.weight_grad_slices(x.shape, 0, (1, 2), jax.default_backend(), 1), 4)
+    grads = {
+      name: jax.grad(lambda p, x, layer=layer: jnp.sum(jnp.sin(layer.apply(p, x))), argnums=(0, 1))(params, x)
+      for name, layer in layers.items()
+    }
+    np.testing.assert_allclose(layers["sliced"].apply(params, x), layers["xla"].apply(params, x), rtol=1e-6)
+    for sliced, xla in zip(jax.tree.leaves(grads["sliced"]), jax.tree.leaves(grads["xla"])):
+      np.testing.assert_allclose(sliced, xla, atol=1e-5 * np.abs(xla).max())  # float32 rounding of sums in another order
+
+  def test_slices_only_on_one_cpu_device_for_large_maps_and_a_divisor_of_the_batch(self):
+    slices = functools.partial(convolution.weight_grad_slices, batch_dim=0, spatial_dims=(1, 2))
+    self.assertEqual(slices((64, 32, 32, 16), backend="cpu", devices=1), 4)
+    self.assertEqual(slices((48, 32, 32, 16), backend="cpu", devices=1), 3)
+    self.assertEqual(slices((63, 32, 32, 16), backend="cpu", devices=1), 3)
+    self.assertEqual(slices((12, 32, 32, 16), backend="cpu", devices=1), 1)  # slices of a few rows cost more
+    self.assertEqual(slices((67, 32, 32, 16), backend="cpu", devices=1), 1)
+    self.assertEqual(slices((64, 4, 4, 128), backend="cpu", devices=1), 1)
+    self.assertEqual(slices((64, 32, 32, 16), backend="gpu", devices=1), 1)
+    self.assertEqual(slices((64, 32, 32, 16), backend="cpu", devices=2), 1)
 
 
 class ComputeDtypeTest(absltest.TestCase):

@@ -23,6 +23,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ssl_ct.models import conv as convolution
+
+# nn.Conv with the weight gradient summed over slices of the batch on the CPU (ssl_ct/models/conv.py).
+Conv = functools.partial(nn.Conv, conv_general_dilated=convolution.conv_general_dilated)
+
 # config.model.dtype -> compute dtype.
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -69,7 +74,7 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    conv, norm = functools.partial(nn.Conv, dtype=self.dtype), functools.partial(group_norm, dtype=self.dtype)
+    conv, norm = functools.partial(Conv, dtype=self.dtype), functools.partial(group_norm, dtype=self.dtype)
     residual = x
     y = conv(self.filters, (3, 3), self.strides, kernel_dilation=self.dilation, use_bias=False)(x)
     y = nn.relu(norm(self.filters)(y))
@@ -89,7 +94,7 @@ class BottleneckBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    conv, norm = functools.partial(nn.Conv, dtype=self.dtype), functools.partial(group_norm, dtype=self.dtype)
+    conv, norm = functools.partial(Conv, dtype=self.dtype), functools.partial(group_norm, dtype=self.dtype)
     residual = x
     y = nn.relu(norm(self.filters)(conv(self.filters, (1, 1), use_bias=False)(x)))
     y = nn.relu(norm(self.filters)(conv(self.filters, (3, 3), self.strides, kernel_dilation=self.dilation, use_bias=False)(y)))
@@ -122,7 +127,7 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxHxWx1, *, deterministic=True):
-    conv, norm = functools.partial(nn.Conv, dtype=self.dtype), functools.partial(group_norm, dtype=self.dtype)
+    conv, norm = functools.partial(Conv, dtype=self.dtype), functools.partial(group_norm, dtype=self.dtype)
     x = x_BxHxWx1
     if self.small_stem:
       x = nn.relu(norm(self.width, name="stem_norm")(conv(self.width, (3, 3), 2, use_bias=False, name="stem")(x)))
