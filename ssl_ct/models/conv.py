@@ -1,9 +1,8 @@
 """A convolution whose weight gradient XLA:CPU computes in slices of the batch.
 
 XLA computes a convolution's weight gradient as one more convolution, with the batch as the
-dimension it sums over. On the CPU that convolution ran on one core, and slowly on large
-feature maps (a 3x3 convolution over 64 maps of 32x32x16: 5.0 ms on 1 or 2 cores, against 2.2 ms
-for its forward pass on 2); summed over four slices of the batch it took 4.6 ms, and the rotation
+dimension it sums over. On the CPU that convolution ran on one core, as long on 2 cores as on
+one, where its forward pass took half as long; summed over four slices of the batch, the rotation
 demo's train step is 1.12-1.13x faster on one host device (`python experiments/bench_train.py
 --torch`, README). Beside other host devices, whose convolutions already share the cores, and in
 slices of few rows (the sorting demo's 12 maps in slices of 3) it was slower, so those keep
