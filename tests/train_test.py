@@ -301,6 +301,7 @@ class TrainTest(absltest.TestCase):
         "SSL_CT_NUM_PROCESSES": "2",
         "SSL_CT_PROCESS_ID": str(pid),
         "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",  # one device per process, whatever the suite runs with
       }
       procs.append(_worker(workdir, self.cache, 2, env=env, wait=False, then="localize"))
     outputs = []
