@@ -64,11 +64,10 @@ def replay(workdir, faces=None, loaded=None, refine_changes=None, **rule_changes
   volumes, truths = loaded[1], loaded[4]
   settings = dict(settings, **(refine_changes or {}), **({"measure": faces} if faces else {}))
   seeded = settings.pop("from_threshold", False)  # refine.Refined's: the run's threshold box seeds the axis
-  found = {}
+  axis, found = config.localize.get("refine_axis", 0), {}
   for name, (box, refined) in boxes.items():
     if refined:
       seed = loaded[3][name] if seeded else None
-      axis = config.localize.get("refine_axis", 0)
       box, _, measured, tails = refine.refine_box_faces(volumes[name], box, axis, axis_seed=seed, **settings)
       found[name] = (box, measured, tails)
     else:

@@ -335,7 +335,8 @@ def refine_box_faces(
   banded = [list(start), list(stop)]  # the box the band is laid around
   status, note, profile, unmeasured = _grow_in_band(volume, axis, start, stop, **local)
   if status == "no background" and axis_seed is not None:
-    status, note, profile, unmeasured = _from_seed(volume, axis, start, stop, axis_seed, banded, note, local)
+    seeded = _from_seed(volume, axis, start, stop, axis_seed, banded, local)
+    status, note, profile, unmeasured = seeded or (status, note, profile, unmeasured)
   if status == "no sample" and axis_seed is not None and _seed_past_box(volume.shape, axis, start, stop, axis_seed, guard_slices):
     # No verdict from slices that hold the sample: the box takes in the seed's extent along the axis, unrefined.
     start[axis], stop[axis] = min(start[axis], axis_seed["start"][axis]), max(stop[axis], axis_seed["stop"][axis])
@@ -374,20 +375,20 @@ def _seed_past_box(shape, axis, start, stop, seed, guard):
   return same and (seed["start"][axis] < start[axis] - guard or seed["stop"][axis] > stop[axis] + guard)
 
 
-def _from_seed(volume, axis, start, stop, seed, banded, note, local):
+def _from_seed(volume, axis, start, stop, seed, banded, local):
   """`_grow_in_band`'s (status, note, profile, unmeasured) for [start, stop) cut to `seed`'s extent
-  along `axis`; `start`, `stop` and `banded` updated in place. ("no background", `note`) and the
-  box unchanged when the cut leaves too few empty slices (`_grow_in_band` says so before it
-  reads anything), or the growth from it was undone or found no sample."""
+  along `axis`; `start`, `stop` and `banded` updated in place. None, the box unchanged, when the
+  cut leaves too few empty slices (`_grow_in_band` says so before it reads anything), or the
+  growth from it was undone or found no sample."""
   first, last = max(start[axis], seed["start"][axis]), min(stop[axis], seed["stop"][axis])
   if last <= first:
-    return "no background", note, None, set()
+    return None
   cut_start, cut_stop = list(start), list(stop)
   cut_start[axis], cut_stop[axis] = first, last
   cut = [list(cut_start), list(cut_stop)]
   status, grown_note, profile, unmeasured = _grow_in_band(volume, axis, cut_start, cut_stop, **local)
   if status != "grown" or axis in unmeasured:
-    return "no background", note, None, set()
+    return None
   start[:], stop[:], banded[:] = cut_start, cut_stop, cut
   seeded = f"{SEEDED} along {'zyx'[axis]} (the box left too few empty slices)"
   return status, "; ".join(filter(None, [seeded, grown_note])), profile, unmeasured
