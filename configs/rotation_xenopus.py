@@ -185,6 +185,13 @@ def get_config(arg=None):
   # instead (ssl_ct/refine.py axis_seed). Chosen on 2026-12-07 on the sets above and packed_head seeds 4, 5
   # (experiments/select_axis_margin.py --from-threshold=False,True; README, *Boxes along the whole axis*).
   config.localize.refine_from_threshold = True
+  # A box that still leaves no empty slices along refine_axis (a head that fills z) has its faces
+  # across it measured by growths along y and along x, each within this fraction of the sides
+  # (the crop's uniform margin: a face found farther out, in packing that blends into the head
+  # along y and x, stays unmeasured and keeps the margin); 0: off, those faces keep the margin.
+  # Chosen on 2026-12-08 on packed_head seeds 4, 5, 7 and xenopus 112^3 seeds 4, 5 among 0.05,
+  # 0.1, 0.25 (README, *Faces across a filled axis*).
+  config.localize.refine_across_band = 0.05
   # Boxes are used only from a model whose validation rotation accuracy is at least this many
   # times chance; below it every box is null (a crop keeps the whole volume) and the report says so.
   config.localize.min_accuracy_over_chance = 2.0

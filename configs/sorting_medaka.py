@@ -133,6 +133,8 @@ def get_config(arg=None):
   # Refined from the threshold box's extent when the box leaves no empty slices (the rotation
   # config's key): off, the sorting localizer has no threshold box (its tubes leave long empty ends).
   config.localize.refine_from_threshold = False
+  # The rotation config's growths across a filled axis (not chosen here: tubes have empty ends): off.
+  config.localize.refine_across_band = 0.0
   # The foreground cut over whole background runs (the rotation config: 2 x 2 pieces of each). On
   # seeds 4 and 5 2 x 2 kept every fish too (worst 0.9971, 0.9979 against 0.9968, 0.9966) at
   # 1.00x and 0.99x the ideal volume instead of 0.97x and 0.96x (select_refine.py --cut-tiles=1,2).

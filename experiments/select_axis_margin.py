@@ -26,7 +26,9 @@ cross-section as foreground: `refine._tails`, `crop.face_pads`). `--min-componen
 that fraction of the largest one's voxels (debris apart from the sample). `--fit-axis`
 (`localize.refine_fit_axis`): the faces along the axis fit too, inward as well. `--from-threshold`
 (`localize.refine_from_threshold`): a box leaving too few empty slices along the axis is refined
-from the threshold box's extent along it. The first line per workdir is
+from the threshold box's extent along it. `--across-bands` (`localize.refine_across_band`): a box
+left with no empty slices along the axis has its plane faces measured by growths along y and x
+within that fraction of the sides (0: off). The first line per workdir is
 the run's own setting (plane faces only). The rule it
 prints: the candidate with the least mean volume kept over the workdirs among those keeping at
 least `--min-kept` of every sample (or, on a workdir where no candidate does, no less than the best
@@ -85,6 +87,7 @@ def main():
     ("--tail-fractions", "refine_tail_fraction", "none"),
     ("--faint-fractions", "refine_faint_fraction", "off"),
     ("--min-components", "refine_min_component", "every foreground component counts"),
+    ("--across-bands", "refine_across_band", "off"),
   ):
     parser.add_argument(flag, type=select_margin._floats, default=(0.0,), help=f"localize.{key} candidates (0: {zero})")
   for flag, key in (("--fit-axis", "refine_fit_axis"), ("--from-threshold", "refine_from_threshold")):
@@ -108,6 +111,7 @@ def main():
     args.min_components,
     args.fit_axis,
     args.from_threshold,
+    args.across_bands,
   )
   candidates = list(itertools.product(*settings, plane_margins, args.axis_margins))
   volume, worst_kept = dict.fromkeys(candidates, 0.0), {}  # worst_kept[workdir][candidate]
@@ -121,7 +125,7 @@ def main():
     print(f"{workdir}: the run's own faces ({config.localize.refine_measure}): box error {_error(found, truths):.2f}%,", end="")
     print(f" sample kept worst {own[0]:.4f}, volume kept {own[1]:.2f}x ideal")
     worst_kept[workdir] = {}
-    for cut_slices, cut_rank, tiles, plane, tail, faint, component, fit_axis, seeded in itertools.product(*settings):
+    for cut_slices, cut_rank, tiles, plane, tail, faint, component, fit_axis, seeded, across in itertools.product(*settings):
       changes = {
         "cut_slices": cut_slices,
         "cut_rank": cut_rank,
@@ -133,6 +137,7 @@ def main():
         "min_component": component,
         "fit_axis": fit_axis,
         "from_threshold": seeded,
+        "across_band": across,
       }
       _, truths, found = select_margin.replay(workdir, faces="all", loaded=loaded, refine_changes=changes, **rule_changes)
       print(
@@ -140,7 +145,7 @@ def main():
       )
       print(f" (fit fraction {plane[1]:g})" if plane[0] == "fit" else "", end="")
       print(f", tails {tail:g}, faint below {faint:g}, components from {component:g}, axis faces fit {fit_axis}", end="")
-      print(f", from the threshold box {seeded}: box error", end="")
+      print(f", from the threshold box {seeded}, across band {across:g}: box error", end="")
       print(f" {_error(found, truths):.2f}%,", end="")
       print(f" faces along {'zyx'[axis]} inside the truth by at most {_inside(found, truths, axis)} voxels")
       for plane_margin, axis_margin in itertools.product(plane_margins, args.axis_margins):
@@ -149,13 +154,13 @@ def main():
         worst, ratio = select_margin.score(found, truths, margin, tuple(margins))
         print(f"    margin across {'zyx'[axis]} {margins[axis - 1]:g}, along {'zyx'[axis]} {axis_margin:g}:", end="")
         print(f" sample kept worst {worst:.4f}, volume kept {ratio:.2f}x ideal")
-        key = (cut_slices, cut_rank, tiles, plane, tail, faint, component, fit_axis, seeded, plane_margin, axis_margin)
+        key = (cut_slices, cut_rank, tiles, plane, tail, faint, component, fit_axis, seeded, across, plane_margin, axis_margin)
         volume[key] += ratio
         worst_kept[workdir][key] = worst
   bars = {w: min(args.min_kept, max(kept.values())) for w, kept in worst_kept.items()}
   passing = [c for c in candidates if all(worst_kept[w][c] >= bars[w] for w in bars)]
   chosen = min(passing, key=lambda c: (volume[c], c)) if passing else None
-  what = "run slices, percentile, tiles, (plane faces, fit fraction), tail fraction, faint fraction, min component, axis faces fit, from the threshold box, margin across the axis (None: the run's), margin along it"
+  what = "run slices, percentile, tiles, (plane faces, fit fraction), tail fraction, faint fraction, min component, axis faces fit, from the threshold box, across band, margin across the axis (None: the run's), margin along it"
   print(f"the least volume keeping >= {args.min_kept} of every sample ({what}): {chosen}")
 
 

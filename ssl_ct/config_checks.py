@@ -154,6 +154,11 @@ _RULES = (
     lambda v: isinstance(v, bool),
     "True or False (a box without empty slices along refine_axis is refined from the threshold box's extent)",
   ),
+  (
+    "localize.refine_across_band",
+    lambda v: _is_num(v, 0, 1),
+    "a fraction of the volume's side in [0, 1] (0: no growths across refine_axis)",
+  ),
   ("localize.refine_measure", lambda v: v in ("all", "plane"), "'all' or 'plane' (the faces that may count as measured)"),
   ("localize.refine_cut_slices", lambda v: _is_int(v, 2), "an integer >= 2 (slices)"),
   ("localize.refine_cut_rank", lambda v: _is_num(v, 0, 100), "a percentile in [0, 100] (50: the median over runs)"),

@@ -38,6 +38,7 @@ FAINT = "too faint for measured faces"  # in the note of a box whose sample the 
 SEEDED = "refined from the threshold box's extent"  # in the note of a box refined from its axis seed (reports count them)
 # In the note of a box grown to its axis seed's extent instead of null (reports count them).
 SEED_PAST = "the threshold box, this box's object in the plane, reaches past it into the slices taken for empty"
+ACROSS = "faces across"  # in the note of a box whose plane faces growths across the axis measured (reports count them)
 _BLOCK = 64  # slices per read
 _SIGMA = 1.0  # voxels, Gaussian smoothing of the z-scores
 _HALO = 3  # slices read past a block's ends so the smoothing sees its neighbours
@@ -252,6 +253,7 @@ def refine_box_faces(
   min_component=0.0,
   fit_axis=False,
   axis_seed=None,
+  across_band=0.0,
 ):
   """(box, note, measured, tails): `box` ({"start", "stop"}, half-open, on the volume's grid) grown to the
   faint sample, unchanged, or None; `measured` (`_measured_faces`, None without a box) says which
@@ -288,6 +290,10 @@ def refine_box_faces(
   growth calls no sample while the seed is its object in the plane and reaches past it along
   `axis` (`_seed_past_box`: the slices taken for empty hold the sample) is no verdict: the box
   takes in the seed's extent along `axis`, unrefined.
+  `across_band` > 0: a box left unrefined for want of empty slices along `axis` (a head that
+  fills it) has its faces in the plane measured by growths along each plane dimension instead,
+  each within this fraction of the sides (`_measure_across`): a face found there is measured,
+  the rest keep the box's face and stay unmeasured.
 
   `band`: how far a face may move, fraction of the volume's side along that dimension;
   `guard`: slices next to the box left out of the background, fraction of the axis (at least 2);
@@ -308,8 +314,7 @@ def refine_box_faces(
   if box is None:
     return None, "", None
   length = volume.shape[axis]
-  guard_slices = max(2, int(round(guard * length)))
-  needed = max(8, int(np.ceil(min_background * length)))
+  guard_slices, needed = _slice_counts(length, guard, min_background)
   start, stop = list(box["start"]), list(box["stop"])
   cut = (cut_slices, cut_rank, cut_tiles)
   local = dict(band=band, false_positive=false_positive, min_fraction=min_fraction, guard_slices=guard_slices, cut=cut)
@@ -360,10 +365,49 @@ def refine_box_faces(
         status, regrown, profile, unmeasured = again
         note = "; ".join(filter(None, [note, regrown]))
   measured = _measured_faces(volume.shape, *banded, start, stop, band) if status == "grown" else [[False, False]] * 3
+  if status == "no background" and across_band > 0:
+    measured, across = _measure_across(volume, axis, start, stop, dict(local, band=across_band), guard, min_background)
+    note = "; ".join(filter(None, [note, across]))
   for d in unmeasured | ({axis} if measure == "plane" else set()):
     measured[d] = [False, False]
   tails = _tails(profile, start, stop, tail_fraction, max_gap) if status == "grown" and tail_fraction > 0 else None
   return (*_result(box, start, stop, "; ".join(filter(None, [*covers, note]))), measured, tails)
+
+
+def _slice_counts(length, guard, min_background):
+  """(guard slices, fewest empty slices needed) along an axis of `length` slices."""
+  return max(2, int(round(guard * length))), max(8, int(np.ceil(min_background * length)))
+
+
+def _measure_across(volume, axis, start, stop, local, guard, min_background):
+  """(measured, note): the plane faces of [start, stop) (moved in place) placed by growths along
+  each plane dimension in turn, within `local["band"]` of the sides, when the slices along `axis`
+  leave no background (a sample that fills it). Along a plane dimension the slices beside the
+  sample are the background; a packing or holder that changes along it can read as sample there
+  (packed heads: the packing's strands run along z and blend into the head along y), so only a
+  face a growth stopped inside its band counts (`_measured_faces`), and where both growths
+  placed a face the outer one is kept; the other faces stay as they were, unmeasured."""
+  plane = _plane_dims(axis)
+  found = {}  # (dimension, side) -> faces placed
+  for d in plane:
+    guard_slices, needed = _slice_counts(volume.shape[d], guard, min_background)
+    s, e = list(start), list(stop)
+    status, _, _, unmeasured = _grow_in_band(volume, d, s, e, **dict(local, guard_slices=guard_slices, needed=needed))
+    if status != "grown":
+      continue
+    measured = _measured_faces(volume.shape, start, stop, s, e, local["band"])
+    for p in set(plane) - unmeasured:
+      for side, face in enumerate((s[p], e[p])):
+        if measured[p][side]:
+          found.setdefault((p, side), []).append(face)
+  measured = [[False, False] for _ in range(3)]
+  for (p, side), faces in found.items():
+    (start if side == 0 else stop)[p] = min(faces) if side == 0 else max(faces)
+    measured[p][side] = True
+  if not found:
+    return measured, ""
+  names = ", ".join(f"{'zyx'[p]}{'-+'[side]}" for p, side in sorted(found))
+  return measured, f"{ACROSS} {'zyx'[axis]} measured by growths along {' and '.join('zyx'[d] for d in plane)}: {names}"
 
 
 def _seed_past_box(shape, axis, start, stop, seed, guard):

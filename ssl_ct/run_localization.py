@@ -127,6 +127,7 @@ def _refinement_note(refinements):
   faint = sum(refine.FAINT in note for note in refinements.values())
   seeded = sum(refine.SEEDED in note for note in refinements.values())
   past = sum(refine.SEED_PAST in note for note in refinements.values())
+  across = sum(refine.ACROSS in note for note in refinements.values())
   grown -= past  # their notes start "grown": to the threshold box's extent, not to faint parts
   text = (
     f"Box refinement: {grown} of {len(refinements)} boxes grown to faint parts of the sample, {null} found to hold none"
@@ -138,6 +139,9 @@ def _refinement_note(refinements):
       f", {past} grown to the threshold box's extent along the axis instead of null (it reached into the slices taken for empty)"
       if past
       else ""
+    )
+    + (
+      f", {across} with faces across the axis measured by growths along the other two (it had no empty slices)" if across else ""
     )
     + "; each volume's note is in boxes.json (`refinements`)."
   )

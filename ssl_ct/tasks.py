@@ -238,6 +238,7 @@ _REFINE_KEYS = {  # config.localize key -> refine.refine_box argument
   "refine_faint_fraction": "faint_fraction",
   "refine_min_component": "min_component",
   "refine_fit_axis": "fit_axis",
+  "refine_across_band": "across_band",
   "refine_from_threshold": "from_threshold",  # refine.Refined's, not refine_box's
 }
 

@@ -312,6 +312,22 @@ class RefineTest(absltest.TestCase):
       self.assertIn("not refined further", note)
       self.assertEqual(measured, [[False, False]] * 3)
 
+  def test_faces_across_a_filled_axis_are_measured_by_growths_along_the_plane(self):
+    rng = np.random.default_rng(10)
+    data = rng.normal(100.0, 5.0, (40, 48, 48)).astype(np.float32)
+    data[:, 14:30, 16:34] += 60.0  # a sample along the whole axis: no empty slice along it
+    data[:, 30:44, 16:34] += 40.0  # packing against its y+ face, as far along y as the band and past it
+    coarse = {"start": [0, 12, 14], "stop": [40, 32, 36]}
+    volume, settings = ArrayVolume(data), {"plane": "fit", "fit_axis": True}
+    box, note, measured, _ = refine.refine_box_faces(volume, coarse, axis=0, **settings)
+    self.assertEqual((box, measured), (coarse, [[False, False]] * 3))  # off: the crop keeps its margin on every face
+    box, note, measured, _ = refine.refine_box_faces(volume, coarse, axis=0, across_band=0.05, **settings)
+    self.assertEqual(box, {"start": [0, 14, 16], "stop": [40, 32, 34]})  # y+ stays: the packing runs past the band
+    self.assertEqual(measured, [[False, False], [True, False], [True, True]])
+    self.assertIn(f"{refine.ACROSS} z measured by growths along y and x: y-, x-, x+", note)
+    summary = run_localization._refinement_note({"a": note, "b": ""})
+    self.assertIn("1 with faces across the axis measured by growths along the other two", summary)
+
   def test_a_threshold_box_on_the_same_object_past_the_box_overrules_no_sample(self):
     data = _tube(seed=9)
     data[:, 12:36, 12:36] += 60.0  # a sample along the whole axis, alike on every slice
