@@ -1,0 +1,107 @@
+r"""How far may a growth across a filled axis place a face (`localize.refine_across_band`)?
+
+  python experiments/select_across.py --sets=packed_head:4,packed_head:5,packed_head:7,xenopus:4,xenopus:5
+      [--bands=0,0.05,0.1,0.25] [--min-kept=0.995] [--cache=workdir/synthetic]
+
+A box that leaves no empty slice along the refinement's axis (a packed head that fills z) cannot
+be refined along it, and the crop keeps the uniform margin on all six faces. With
+`refine_across_band` > 0 its faces in the plane are measured by growths along y and along x
+(ssl_ct/refine.py `_measure_across`), each within that fraction of the sides. This replays that
+without a network: on each synthetic set (12 volumes of 112^3 of the given kind and seed, uint8
+for packed heads as the packed-head runs use, synthesized into `--cache` once), every volume's
+coarse box is (a) the threshold baseline's box (Otsu, largest component: the trim's evidence, and
+the box a certainty curve that read the packing keeps along z) and (b) the true box grown by 5%
+of each side (a coarse box past the sample on every face); each is refined with the packaged
+rotation config's settings (its threshold box as the axis seed, as a run does) and each
+candidate band, cropped with the config's margins (`crop.face_pads`), and scored against the
+truth: relative box error, the worst sample kept after the crop, the volume kept over the ideal.
+The rule it prints: the candidate with the least mean volume over the sets among those keeping
+at least `--min-kept` of every sample (or, on a set where no candidate does, no less than the
+best candidate keeps there). Choose on sets you do not report on.
+"""
+
+import argparse
+import os
+
+import numpy as np
+
+from ssl_ct import baseline, crop, evaluate, refine, tasks
+from ssl_ct.configs import rotation_xenopus
+from ssl_ct.data import formats, fov, synthetic, truth
+
+_SIDE = 112
+_VOLUMES = 12
+
+
+def _floats(text):
+  return tuple(float(v) for v in text.split(","))
+
+
+def _volumes(cache, kind, seed):
+  """Yields (volume, truth box, mask) per volume of one synthetic set."""
+  dtype = "uint8" if kind == "packed_head" else "float32"
+  folder = synthetic.cached_set(
+    cache, kind=kind, num_volumes=_VOLUMES, shape=(_SIDE,) * 3, seed=seed, dtype=dtype, progress=False
+  )
+  entries = truth.read_truth(folder)
+  for name in sorted(entries):
+    volume = formats.open_volume(os.path.join(folder, f"{name}.zarr"))
+    yield volume, entries[name]["box"], truth.read_mask(folder, entries[name])
+
+
+def _grown(box, shape, fraction):
+  return {
+    "start": [max(0, a - int(fraction * n)) for a, n in zip(box["start"], shape)],
+    "stop": [min(n, b + int(fraction * n)) for b, n in zip(box["stop"], shape)],
+  }
+
+
+def _score(box, measured, truth_box, mask, config):
+  """(sample kept after the crop, crop volume over the truth box's, relative box error %)."""
+  shape = mask.shape
+  pads = crop.face_pads(measured, shape, config.crop.margin, config.crop.measured_margin)
+  cropped = crop.margin_box(box, shape, config.crop.margin, face_pads=pads)
+  kept = evaluate.box_metrics(cropped, truth_box, shape, mask)["recall"]
+  ratio = np.prod(np.subtract(cropped["stop"], cropped["start"])) / np.prod(np.subtract(truth_box["stop"], truth_box["start"]))
+  return kept, float(ratio), evaluate.box_metrics(box, truth_box, shape, mask)["relative_error_pct"]
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--sets", required=True, help="comma-separated kind:seed, e.g. packed_head:4,xenopus:5")
+  parser.add_argument("--bands", type=_floats, default=(0.0, 0.05, 0.1, 0.25), help="localize.refine_across_band candidates")
+  parser.add_argument("--min-kept", type=float, default=0.995, help="every sample keeps at least this after the crop")
+  parser.add_argument("--cache", default=os.path.join("workdir", "synthetic"), help="where the synthetic sets are kept")
+  args = parser.parse_args()
+  config = rotation_xenopus.get_config("demo")
+  settings = {name: config.localize[key] for key, name in tasks._REFINE_KEYS.items() if name and key in config.localize}
+  settings.pop("from_threshold")  # refine.Refined's: the threshold box seeds the axis, as below
+  axis = config.localize.refine_axis
+  scores = {}  # set -> band -> [(kept, ratio, error)]
+  for item in args.sets.split(","):
+    kind, seed = item.split(":")
+    scores[item] = {band: [] for band in args.bands}
+    for volume, truth_box, mask in _volumes(args.cache, kind, int(seed)):
+      seed_box = baseline.threshold_box(volume, fov.estimate_fov(volume))
+      for coarse in (seed_box, _grown(truth_box, volume.shape, 0.05)):
+        for band in args.bands:
+          run = dict(settings, across_band=band)
+          box, _, measured, _ = refine.refine_box_faces(volume, coarse, axis, axis_seed=seed_box, **run)
+          scored = _score(box, measured, truth_box, mask, config) if box is not None else (0.0, 0.0, 100.0)
+          scores[item][band].append(scored)
+    for band in args.bands:
+      kept, ratio, error = np.array(scores[item][band]).T
+      print(
+        f"{item} band {band:g}: error {error.mean():.2f}%, sample kept worst {kept.min():.4f}, volume {ratio.mean():.2f}x ideal"
+      )
+  best = {item: max(min(k for k, _, _ in s[band]) for band in args.bands) for item, s in scores.items()}
+  bars = {item: min(args.min_kept, best[item]) for item in scores}
+  passing = [b for b in args.bands if all(min(k for k, _, _ in scores[i][b]) >= bars[i] for i in scores)]
+  volume = {b: np.mean([np.mean([r for _, r, _ in scores[i][b]]) for i in scores]) for b in args.bands}
+  chosen = min(passing, key=lambda b: (volume[b], b)) if passing else None
+  print(f"the least mean volume keeping >= {args.min_kept} of every sample: band {chosen}")
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  main()
