@@ -10,8 +10,10 @@ be refined along it, and the crop keeps the uniform margin on all six faces. Wit
 without a network: on each synthetic set (12 volumes of 112^3 of the given kind and seed, uint8
 for packed heads as the packed-head runs use, synthesized into `--cache` once), every volume's
 coarse box is (a) the threshold baseline's box (Otsu, largest component: the trim's evidence, and
-the box a certainty curve that read the packing keeps along z) and (b) the true box grown by 5%
-of each side (a coarse box past the sample on every face); each is refined with the packaged
+the box a certainty curve that read the packing keeps along z), (b) the true box grown by 5% of
+each side (a coarse box past the sample on every face) and (c) the true box along the whole z
+axis, grown by 3% of each side (a certainty curve that read the medium on every z slice: an
+embryo of xenopus seed 4 got such a box); each is refined with the packaged
 rotation config's settings (its threshold box as the axis seed, as a run does) and each
 candidate band, cropped with the config's margins (`crop.face_pads`), and scored against the
 truth: relative box error, the worst sample kept after the crop, the volume kept over the ideal.
@@ -83,7 +85,8 @@ def main():
     scores[item] = {band: [] for band in args.bands}
     for volume, truth_box, mask in _volumes(args.cache, kind, int(seed)):
       seed_box = baseline.threshold_box(volume, fov.estimate_fov(volume))
-      for coarse in (seed_box, _grown(truth_box, volume.shape, 0.05)):
+      along_z = {"start": [0, *truth_box["start"][1:]], "stop": [volume.shape[0], *truth_box["stop"][1:]]}
+      for coarse in (seed_box, _grown(truth_box, volume.shape, 0.05), _grown(along_z, volume.shape, 0.03)):
         for band in args.bands:
           run = dict(settings, across_band=band)
           box, _, measured, _ = refine.refine_box_faces(volume, coarse, axis, axis_seed=seed_box, **run)

@@ -384,15 +384,20 @@ def _measure_across(volume, axis, start, stop, local, guard, min_background):
   each plane dimension in turn, within `local["band"]` of the sides, when the slices along `axis`
   leave no background (a sample that fills it). Along a plane dimension the slices beside the
   sample are the background; a packing or holder that changes along it can read as sample there
-  (packed heads: the packing's strands run along z and blend into the head along y), so only a
-  face a growth stopped inside its band counts (`_measured_faces`), and where both growths
-  placed a face the outer one is kept; the other faces stay as they were, unmeasured."""
+  (packed heads: the packing's strands run along z and blend into the head along y), so the
+  growths only move faces out, only a face a growth stopped inside its band counts
+  (`_measured_faces`), and where both growths placed a face the outer one is kept; the other
+  faces stay as they were, unmeasured."""
   plane = _plane_dims(axis)
   found = {}  # (dimension, side) -> faces placed
   for d in plane:
     guard_slices, needed = _slice_counts(volume.shape[d], guard, min_background)
     s, e = list(start), list(stop)
-    status, _, _, unmeasured = _grow_in_band(volume, d, s, e, **dict(local, guard_slices=guard_slices, needed=needed))
+    # Outward only: the background along a plane dimension can be poor (a round tube's chords of
+    # medium differ from slice to slice and score as sample), and a fit inward to such foreground
+    # cut an embryo to nothing (xenopus 112^3 seed 4, a box along the whole z axis).
+    grow = dict(local, guard_slices=guard_slices, needed=needed, plane="grow", fit_axis=False)
+    status, _, _, unmeasured = _grow_in_band(volume, d, s, e, **grow)
     if status != "grown":
       continue
     measured = _measured_faces(volume.shape, start, stop, s, e, local["band"])

@@ -7,6 +7,7 @@ import numpy as np
 from absl.testing import absltest
 
 from ssl_ct import crop, refine, run_localization
+from ssl_ct.data import phantoms, truth
 from ssl_ct.data.volume import ArrayVolume
 
 
@@ -317,16 +318,31 @@ class RefineTest(absltest.TestCase):
     data = rng.normal(100.0, 5.0, (40, 48, 48)).astype(np.float32)
     data[:, 14:30, 16:34] += 60.0  # a sample along the whole axis: no empty slice along it
     data[:, 30:44, 16:34] += 40.0  # packing against its y+ face, as far along y as the band and past it
-    coarse = {"start": [0, 12, 14], "stop": [40, 32, 36]}
+    coarse = {"start": [0, 16, 18], "stop": [40, 30, 32]}  # inside the sample in the plane
     volume, settings = ArrayVolume(data), {"plane": "fit", "fit_axis": True}
     box, note, measured, _ = refine.refine_box_faces(volume, coarse, axis=0, **settings)
     self.assertEqual((box, measured), (coarse, [[False, False]] * 3))  # off: the crop keeps its margin on every face
     box, note, measured, _ = refine.refine_box_faces(volume, coarse, axis=0, across_band=0.05, **settings)
-    self.assertEqual(box, {"start": [0, 14, 16], "stop": [40, 32, 34]})  # y+ stays: the packing runs past the band
+    self.assertEqual(box, {"start": [0, 14, 16], "stop": [40, 30, 34]})  # y+ stays: the packing runs past the band
     self.assertEqual(measured, [[False, False], [True, False], [True, True]])
     self.assertIn(f"{refine.ACROSS} z measured by growths along y and x: y-, x-, x+", note)
     summary = run_localization._refinement_note({"a": note, "b": ""})
     self.assertIn("1 with faces across the axis measured by growths along the other two", summary)
+
+  def test_growths_across_a_filled_axis_never_cut_an_embryo_in_its_round_tube(self):
+    # A certainty curve that read the medium on every z slice: the box takes all of z. Along y
+    # and x the tube's chords of medium differ from slice to slice and score as sample; a fit in
+    # to that foreground once moved faces in past the embryo (volume 1: x+ by 8 voxels).
+    settings = {"plane": "fit", "fit_axis": True, "fit_fraction": 0.0025, "min_fraction": 0.01, "min_component": 0.03}
+    for index in (1, 4, 5):
+      recon, phantom, _ = phantoms.synthesize("xenopus", (64, 64, 64), 4, index)
+      true_box = truth.box_of_mask(phantom.mask_DxHxW)
+      coarse = {"start": [0, *(a - 1 for a in true_box["start"][1:])], "stop": [64, *(b + 1 for b in true_box["stop"][1:])]}
+      box, note, _, _ = refine.refine_box_faces(ArrayVolume(recon), coarse, axis=0, across_band=0.05, **settings)
+      self.assertIn("fewer than 8 empty slices along z", note)
+      for d in (1, 2):
+        self.assertLessEqual(box["start"][d], true_box["start"][d], (index, note))
+        self.assertGreaterEqual(box["stop"][d], true_box["stop"][d], (index, note))
 
   def test_a_threshold_box_on_the_same_object_past_the_box_overrules_no_sample(self):
     data = _tube(seed=9)
