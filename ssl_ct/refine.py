@@ -21,7 +21,8 @@ network boxed anyway) is no sample.
 
 It needs empty slices along `axis` (a sorting volume's tube ends); without enough of them the
 box is returned unchanged and the note says why, unless a seed box (the threshold baseline's)
-leaves enough along `axis`: the refinement then starts from the box cut to the seed's extent.
+leaves enough along `axis`: the refinement then starts from the box cut to the seed's extent;
+failing that, with `across_band`, growths along the other two axes measure the faces across it.
 Pure numpy; the volume is read in blocks of slices, so memory holds the band region's
 cross-section times at most `_STAT_SLICES` slices (with `min_component`, also its foreground as
 bits up to `_CACHED_BYTES` and the labels of at most `_COMPONENT_CELLS` cells).
