@@ -15,7 +15,7 @@ each side (a coarse box past the sample on every face) and (c) the true box alon
 axis, grown by 3% of each side (a certainty curve that read the medium on every z slice: an
 embryo of xenopus seed 4 got such a box); each is refined with the packaged
 rotation config's settings (its threshold box as the axis seed, as a run does) and each
-candidate band, cropped with the config's margins (`crop.face_pads`), and scored against the
+candidate band, cropped with the config's margins (`select_margin.score`), and scored against the
 truth: relative box error, the worst sample kept after the crop, the volume kept over the ideal.
 The rule it prints: the candidate with the least mean volume over the sets among those keeping
 at least `--min-kept` of every sample (or, on a set where no candidate does, no less than the
@@ -26,17 +26,15 @@ import argparse
 import os
 
 import numpy as np
+import select_fusion
+import select_margin
 
-from ssl_ct import baseline, crop, evaluate, refine, tasks
+from ssl_ct import baseline, crop, evaluate, refine
 from ssl_ct.configs import rotation_xenopus
 from ssl_ct.data import formats, fov, synthetic, truth
 
 _SIDE = 112
 _VOLUMES = 12
-
-
-def _floats(text):
-  return tuple(float(v) for v in text.split(","))
 
 
 def _volumes(cache, kind, seed):
@@ -52,55 +50,47 @@ def _volumes(cache, kind, seed):
 
 
 def _grown(box, shape, fraction):
-  return {
-    "start": [max(0, a - int(fraction * n)) for a, n in zip(box["start"], shape)],
-    "stop": [min(n, b + int(fraction * n)) for b, n in zip(box["stop"], shape)],
-  }
-
-
-def _score(box, measured, truth_box, mask, config):
-  """(sample kept after the crop, crop volume over the truth box's, relative box error %)."""
-  shape = mask.shape
-  pads = crop.face_pads(measured, shape, config.crop.margin, config.crop.measured_margin)
-  cropped = crop.margin_box(box, shape, config.crop.margin, face_pads=pads)
-  kept = evaluate.box_metrics(cropped, truth_box, shape, mask)["recall"]
-  ratio = np.prod(np.subtract(cropped["stop"], cropped["start"])) / np.prod(np.subtract(truth_box["stop"], truth_box["start"]))
-  return kept, float(ratio), evaluate.box_metrics(box, truth_box, shape, mask)["relative_error_pct"]
+  """`box` grown by `fraction` of each side (rounded down) on every face, clipped to the volume."""
+  return crop.margin_box(box, shape, 0, face_pads=[[int(fraction * n)] * 2 for n in shape])
 
 
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--sets", required=True, help="comma-separated kind:seed, e.g. packed_head:4,xenopus:5")
-  parser.add_argument("--bands", type=_floats, default=(0.0, 0.05, 0.1, 0.25), help="localize.refine_across_band candidates")
+  parser.add_argument(
+    "--bands", type=select_margin._floats, default=(0.0, 0.05, 0.1, 0.25), help="localize.refine_across_band candidates"
+  )
   parser.add_argument("--min-kept", type=float, default=0.995, help="every sample keeps at least this after the crop")
   parser.add_argument("--cache", default=os.path.join("workdir", "synthetic"), help="where the synthetic sets are kept")
   args = parser.parse_args()
   config = rotation_xenopus.get_config("demo")
-  settings = {name: config.localize[key] for key, name in tasks._REFINE_KEYS.items() if name and key in config.localize}
+  _, settings = select_fusion.rules(config)
   settings.pop("from_threshold")  # refine.Refined's: the threshold box seeds the axis, as below
   axis = config.localize.refine_axis
-  scores = {}  # set -> band -> [(kept, ratio, error)]
+  scores = {}  # set -> band -> (worst sample kept, mean volume over the ideal, mean relative error %)
   for item in args.sets.split(","):
     kind, seed = item.split(":")
-    scores[item] = {band: [] for band in args.bands}
-    for volume, truth_box, mask in _volumes(args.cache, kind, int(seed)):
+    found, truths = {band: {} for band in args.bands}, {}  # select_margin.score's, per (volume, coarse box)
+    for index, (volume, truth_box, mask) in enumerate(_volumes(args.cache, kind, int(seed))):
       seed_box = baseline.threshold_box(volume, fov.estimate_fov(volume))
       along_z = {"start": [0, *truth_box["start"][1:]], "stop": [volume.shape[0], *truth_box["stop"][1:]]}
-      for coarse in (seed_box, _grown(truth_box, volume.shape, 0.05), _grown(along_z, volume.shape, 0.03)):
+      for coarse_index, coarse in enumerate(
+        (seed_box, _grown(truth_box, volume.shape, 0.05), _grown(along_z, volume.shape, 0.03))
+      ):
+        truths[index, coarse_index] = (truth_box, mask)
         for band in args.bands:
           run = dict(settings, across_band=band)
           box, _, measured, _ = refine.refine_box_faces(volume, coarse, axis, axis_seed=seed_box, **run)
-          scored = _score(box, measured, truth_box, mask, config) if box is not None else (0.0, 0.0, 100.0)
-          scores[item][band].append(scored)
+          found[band][index, coarse_index] = (box, measured, None)
+    scores[item] = {}
     for band in args.bands:
-      kept, ratio, error = np.array(scores[item][band]).T
-      print(
-        f"{item} band {band:g}: error {error.mean():.2f}%, sample kept worst {kept.min():.4f}, volume {ratio.mean():.2f}x ideal"
-      )
-  best = {item: max(min(k for k, _, _ in s[band]) for band in args.bands) for item, s in scores.items()}
-  bars = {item: min(args.min_kept, best[item]) for item in scores}
-  passing = [b for b in args.bands if all(min(k for k, _, _ in scores[i][b]) >= bars[i] for i in scores)]
-  volume = {b: np.mean([np.mean([r for _, r, _ in scores[i][b]]) for i in scores]) for b in args.bands}
+      worst, ratio = select_margin.score(found[band], truths, config.crop.margin, config.crop.measured_margin)
+      errors = [evaluate.box_metrics(found[band][k][0], t, m.shape, m)["relative_error_pct"] for k, (t, m) in truths.items()]
+      scores[item][band] = (worst, ratio, float(np.mean(errors)))
+      print(f"{item} band {band:g}: error {np.mean(errors):.2f}%, sample kept worst {worst:.4f}, volume {ratio:.2f}x ideal")
+  bars = {item: min(args.min_kept, max(worst for worst, _, _ in s.values())) for item, s in scores.items()}
+  passing = [b for b in args.bands if all(scores[i][b][0] >= bars[i] for i in scores)]
+  volume = {b: np.mean([scores[i][b][1] for i in scores]) for b in args.bands}
   chosen = min(passing, key=lambda b: (volume[b], b)) if passing else None
   print(f"the least mean volume keeping >= {args.min_kept} of every sample: band {chosen}")
 
